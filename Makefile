@@ -1,0 +1,64 @@
+# raypipe: every target a newcomer needs. `make run` and `make test` install what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BUF := $(VENV)/node/node_modules/.bin/buf
+PROTO_SRC := $(shell find proto -name '*.proto' 2>/dev/null)
+GEN_DIR := clients/python
+STAMP_DEPS := $(VENV)/.deps-installed
+STAMP_PROTO := $(GEN_DIR)/raypipe/v1/.generated
+PYTEST_ARGS ?=
+
+.PHONY: install proto lint test run bench clean postgres
+
+install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF)
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+# torch first, pinned through constraints.txt to the CPU build on this machine's disk, so that
+# nothing later pulls a multi-GB CUDA build; GPU users install their own torch>=2.1.
+$(STAMP_DEPS): $(PY) pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(BUF): | $(PY)
+	mkdir -p $(VENV)/node
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node @bufbuild/buf@1 >/dev/null
+
+proto: $(STAMP_DEPS)
+	rm -f $(STAMP_PROTO)
+	$(MAKE) $(STAMP_PROTO)
+
+$(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS)
+	mkdir -p $(GEN_DIR)/raypipe/v1
+	find $(GEN_DIR)/raypipe/v1 -name '*_pb2*.py*' -delete
+	$(PY) -m grpc_tools.protoc -I proto \
+		--python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+		$(PROTO_SRC)
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd proto && ../$(BUF) lint
+
+postgres:
+	bash scripts/ensure_postgres.sh
+
+test: install postgres
+	RAYPIPE_TEST_POSTGRES_URL=$$(bash scripts/ensure_postgres.sh --url) \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+run: install
+	$(PY) -m raypipe.demo
+
+bench: install
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) $(GEN_DIR)/raypipe/v1/*_pb2*.py* $(STAMP_PROTO)

@@ -1,0 +1,1 @@
+"""raypipe's control plane: the gRPC services, durable storage, and run supervision."""

@@ -1,0 +1,1 @@
+"""Durable storage of pipelines, versions, runs and their history, behind a repository interface."""
