@@ -1,0 +1,388 @@
+"""Run supervision in the control plane: hands runs to the engine, folds the engine's events
+into durable records, and wakes the watchers of a run.
+
+The graph itself is driven inside Ray (see :mod:`ray_nodes.engine`), so a run keeps going
+while this process is down. The engine keeps every event until it is acknowledged; this loop
+acknowledges an event only after it is committed to storage, so nothing is lost or doubled
+across a restart: a restarted control plane resumes each active run from its stored cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from google.protobuf import json_format, struct_pb2
+
+from control_plane.errors import NotFoundError
+from control_plane.storage.repository import Repository, RunChange
+from ray_nodes.engine import ArtifactRef, EngineEvent, RayEngine, RunSubmission
+from raypipe.v1 import node_type_pb2, run_pb2
+
+log = logging.getLogger("raypipe.runs")
+
+RunState = run_pb2.Run.State
+NodeState = run_pb2.NodeExecution.State
+TERMINAL_RUN_STATES = frozenset(
+    {RunState.STATE_SUCCEEDED, RunState.STATE_FAILED, RunState.STATE_CANCELLED}
+)
+TERMINAL_NODE_STATES = frozenset(
+    {
+        NodeState.STATE_SUCCEEDED,
+        NodeState.STATE_FAILED,
+        NodeState.STATE_SKIPPED,
+        NodeState.STATE_CANCELLED,
+        NodeState.STATE_CACHED,
+    }
+)
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _ts(message_field, ts: float) -> None:  # type: ignore[no-untyped-def]
+    if ts:
+        message_field.FromDatetime(utc(ts))
+
+
+def artifact_message(ref: ArtifactRef) -> run_pb2.Artifact:
+    metadata = struct_pb2.Struct()
+    metadata.update(ref.metadata)
+    kind_name = f"ARTIFACT_KIND_{ref.kind.upper()}"
+    kind = (
+        node_type_pb2.ArtifactKind.Value(kind_name)
+        if kind_name in node_type_pb2.ArtifactKind.keys()  # noqa: SIM118 - an EnumTypeWrapper is not a dict
+        else 0
+    )
+    return run_pb2.Artifact(
+        name=ref.name,
+        kind=kind,
+        uri=ref.uri,
+        size_bytes=ref.size_bytes,
+        sha256=ref.sha256,
+        metadata=metadata,
+    )
+
+
+def artifact_ref(message: run_pb2.Artifact) -> ArtifactRef:
+    kind = node_type_pb2.ArtifactKind.Name(message.kind).removeprefix("ARTIFACT_KIND_").lower()
+    return ArtifactRef(
+        name=message.name,
+        kind=kind,
+        uri=message.uri,
+        size_bytes=message.size_bytes,
+        sha256=message.sha256,
+        metadata=json_format.MessageToDict(message.metadata),
+    )
+
+
+def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
+    """The durable change that a batch of one run's engine events amounts to."""
+    nodes = {n.node_id: n for n in run.nodes}
+    touched: dict[str, run_pb2.NodeExecution] = {}
+    out: list[run_pb2.RunEvent] = []
+    state: int | None = None
+    start_time = end_time = None
+    error = None
+    run_state = run.state
+    for ev in events:
+        event = run_pb2.RunEvent(message=ev.message, run_state=run_state)
+        _ts(event.time, ev.time)
+        if ev.kind == "run":
+            new_state = RunState.Value(f"STATE_{ev.state}")
+            if run_state == RunState.STATE_CANCELLING and new_state == RunState.STATE_RUNNING:
+                continue  # a cancel is already under way; don't step back
+            run_state = state = new_state
+            if new_state == RunState.STATE_RUNNING and not run.HasField("start_time"):
+                start_time = utc(ev.start_time or ev.time)
+            if new_state in TERMINAL_RUN_STATES:
+                end_time = utc(ev.end_time or ev.time)
+                if ev.error is not None:
+                    error = run_pb2.ExecutionError(
+                        node_id=ev.error.node_id,
+                        type=ev.error.type,
+                        message=ev.error.message,
+                        traceback=ev.error.traceback,
+                    )
+            event.type = run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
+            event.run_state = run_state
+        else:
+            if ev.node_id not in nodes:
+                log.warning("run %s: event for unknown node %r ignored", run.name, ev.node_id)
+                continue
+            node = touched.get(ev.node_id)
+            if node is None:
+                node = run_pb2.NodeExecution()
+                node.CopyFrom(nodes[ev.node_id])
+                touched[ev.node_id] = node
+            event.node_id = ev.node_id
+            node.metrics.update(ev.metrics)
+            event.metrics.update(ev.metrics)
+            if ev.kind == "progress":
+                event.type = run_pb2.RunEvent.TYPE_NODE_PROGRESS
+                event.node_state = node.state
+            else:
+                _apply_node_event(node, ev)
+                event.type = run_pb2.RunEvent.TYPE_NODE_STATE_CHANGED
+                event.node_state = node.state
+                if not event.message:
+                    event.message = f"node {ev.node_id} {ev.state.lower()}"
+        out.append(event)
+    return RunChange(
+        state=state,
+        start_time=start_time,
+        end_time=end_time,
+        error=error,
+        node_updates=list(touched.values()),
+        events=out,
+        engine_cursor=events[-1].seq if events else None,
+    )
+
+
+def _apply_node_event(node: run_pb2.NodeExecution, ev: EngineEvent) -> None:
+    node.state = NodeState.Value(f"STATE_{ev.state}")
+    if ev.attempt:
+        node.attempt = ev.attempt
+    if ev.start_time:
+        _ts(node.start_time, ev.start_time)
+    elif node.state == NodeState.STATE_RUNNING:
+        _ts(node.start_time, ev.time)
+    if node.state in TERMINAL_NODE_STATES:
+        _ts(node.end_time, ev.end_time or ev.time)
+    if ev.error is not None:
+        node.error.CopyFrom(
+            run_pb2.ExecutionError(
+                node_id=ev.error.node_id or ev.node_id,
+                type=ev.error.type,
+                message=ev.error.message,
+                traceback=ev.error.traceback,
+            )
+        )
+    if ev.artifacts:
+        del node.artifacts[:]
+        node.artifacts.extend(artifact_message(a) for a in ev.artifacts)
+    for note in ev.notes:
+        if note not in node.notes:
+            node.notes.append(note)
+    if ev.ray_task_id:
+        node.ray_task_id = ev.ray_task_id
+    if ev.cached_from:
+        node.cached_from = f"runs/{ev.cached_from}"
+
+
+def build_submission(
+    run: run_pb2.Run,
+    spec: bytes,
+    *,
+    artifact_root: str,
+    data_roots: tuple[str, ...],
+    reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
+) -> RunSubmission:
+    """What the engine needs to execute a stored run."""
+    run_id = run.name.removeprefix("runs/")
+    return RunSubmission(
+        run_id=run_id,
+        run_name=run.display_name or run_id,
+        pipeline_id=run.pipeline.removeprefix("pipelines/"),
+        spec=spec,
+        parameters=json_format.MessageToDict(struct_of(run.parameters)),
+        artifact_root=artifact_root,
+        data_roots=data_roots,
+        reuse=dict(reuse or {}),
+        scheduled_time=run.scheduled_time.ToJsonString() if run.HasField("scheduled_time") else "",
+    )
+
+
+def rebuild_submission(
+    repo: Repository, run_id: str, *, artifact_root: str, data_roots: tuple[str, ...]
+) -> RunSubmission | None:
+    """The submission of a stored run (a retry's reuse comes from the run it retries)."""
+    run = repo.get_run(run_id)
+    pipeline_id, _, number = run.pipeline_version.removeprefix("pipelines/").partition("/versions/")
+    try:
+        version = repo.get_version(pipeline_id, int(number))
+    except NotFoundError:
+        return None  # the pipeline was force-deleted meanwhile: the run cannot start
+    reuse = (
+        reusable_outputs(repo.get_run(run.retry_of.removeprefix("runs/"))) if run.retry_of else {}
+    )
+    return build_submission(
+        run,
+        version.spec.SerializeToString(),
+        artifact_root=artifact_root,
+        data_roots=data_roots,
+        reuse=reuse,
+    )
+
+
+REUSABLE_NODE_STATES = (NodeState.STATE_SUCCEEDED, NodeState.STATE_CACHED)
+
+
+def reusable_outputs(run: run_pb2.Run) -> dict[str, tuple[str, tuple[ArtifactRef, ...]]]:
+    """node id -> (the run that produced its output, the stored artifacts), for RetryRun."""
+    run_id = run.name.removeprefix("runs/")
+    return {
+        node.node_id: (
+            node.cached_from.removeprefix("runs/") or run_id,
+            tuple(artifact_ref(a) for a in node.artifacts),
+        )
+        for node in run.nodes
+        if node.state in REUSABLE_NODE_STATES and node.artifacts
+    }
+
+
+def struct_of(values: Mapping[str, struct_pb2.Value]) -> struct_pb2.Struct:
+    """A map<string, Value> field as a Struct, to convert it to plain Python in one call."""
+    struct = struct_pb2.Struct()
+    for key, value in values.items():
+        struct.fields[key].CopyFrom(value)
+    return struct
+
+
+class RunNotifier:
+    """Wakes the WatchRun streams of a run when new events are stored."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+
+    def notify(self, run_ids: Iterable[str]) -> None:
+        with self._cond:
+            for run_id in run_ids:
+                self._versions[run_id] = self._versions.get(run_id, 0) + 1
+            self._cond.notify_all()
+
+    def version(self, run_id: str) -> int:
+        with self._cond:
+            return self._versions.get(run_id, 0)
+
+    def wait(self, run_id: str, seen: int, timeout: float) -> int:
+        """Block until the run's version passes ``seen`` or ``timeout`` elapses."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions.get(run_id, 0) != seen, timeout)
+            return self._versions.get(run_id, 0)
+
+
+class RunSupervisor:
+    """Submits runs to the engine and records what the engine reports, in one thread."""
+
+    def __init__(
+        self, repository: Repository, engine: RayEngine, *, poll_timeout: float = 1.0
+    ) -> None:
+        self._repo = repository
+        self._engine = engine
+        self._poll_timeout = poll_timeout
+        self.notifier = RunNotifier()
+        self._cursors: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="run-supervisor", daemon=True)
+
+    def start(self, rebuild: Callable[[str], RunSubmission | None]) -> None:
+        """Re-attach to every run that storage says is active, then start the loop.
+
+        A PENDING run the engine has never heard of was stored but not submitted before the
+        previous process died: ``rebuild`` recreates its submission (submitting is idempotent).
+        Any other active run the engine does not know was lost with the cluster.
+        """
+        known = set(self._engine.known_runs())
+        for run_id in self._repo.active_run_ids():
+            cursor = self._repo.engine_cursor(run_id)
+            if run_id in known:
+                self._cursors[run_id] = cursor
+                continue
+            submission = rebuild(run_id) if cursor == 0 else None
+            if submission is not None:
+                log.info("run %s: submitting again after a restart", run_id)
+                self._cursors[run_id] = 0
+                self._engine.submit(submission)
+            else:
+                self._lose(run_id)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._poll_timeout + 5)
+
+    def submit(self, submission: RunSubmission) -> None:
+        """Hand a stored PENDING run to the engine and follow it."""
+        with self._lock:
+            self._cursors.setdefault(submission.run_id, 0)
+        self._engine.submit(submission)
+
+    def cancel(self, run_id: str) -> None:
+        self._engine.cancel(run_id)
+
+    def _lose(self, run_id: str) -> None:
+        """The engine does not know an active run: its supervisor (or the cluster) was lost."""
+        now = datetime.now(UTC)
+        message = "the Ray cluster lost this run (its supervisor or the cluster restarted)"
+        event = run_pb2.RunEvent(
+            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
+            run_state=RunState.STATE_FAILED,
+            message=message,
+        )
+        event.time.FromDatetime(now)
+        self._repo.record(
+            run_id,
+            RunChange(
+                state=RunState.STATE_FAILED,
+                end_time=now,
+                error=run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
+                events=[event],
+            ),
+        )
+        self.notifier.notify([run_id])
+        log.warning("run %s: %s", run_id, message)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                cursors = dict(self._cursors)
+            if not cursors:
+                self._stop.wait(0.05)
+                continue
+            try:
+                result = self._engine.poll(cursors, self._poll_timeout)
+            except Exception:
+                log.exception("polling the engine failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            for run_id in result.unknown:
+                with self._lock:
+                    self._cursors.pop(run_id, None)
+                self._lose(run_id)
+            for run_id, events in result.events.items():
+                try:
+                    self._record(run_id, events)
+                except Exception:
+                    log.exception(
+                        "run %s: recording %d events failed; will retry", run_id, len(events)
+                    )
+
+    def _record(self, run_id: str, events: list[EngineEvent]) -> None:
+        run = self._repo.get_run(run_id)
+        change = fold_events(run, events)
+        stored, _ = self._repo.record(run_id, change)
+        last = events[-1].seq
+        self._engine.ack(run_id, last)
+        with self._lock:
+            if stored.state in TERMINAL_RUN_STATES:
+                self._cursors.pop(run_id, None)
+            else:
+                self._cursors[run_id] = last
+        self.notifier.notify([run_id])
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """For tests and shutdown: wait until no run is followed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._cursors:
+                    return True
+            time.sleep(0.05)
+        return False

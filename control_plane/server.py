@@ -1,0 +1,190 @@
+"""The control plane's gRPC server: services, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from control_plane.runs import RunSupervisor, rebuild_submission
+from control_plane.services.pipeline_service import PipelineService
+from control_plane.services.run_service import RunService
+from control_plane.storage.repository import Repository
+from control_plane.storage.sql import open_repository
+from ray_nodes.cluster import LocalHead, ensure_local_head
+from ray_nodes.engine import RayEngine
+from ray_nodes.registry import NodeRegistry, default_registry
+from raypipe.v1 import (
+    pipeline_service_pb2,
+    pipeline_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+)
+
+log = logging.getLogger("raypipe.server")
+
+PIPELINE_SERVICES = (pipeline_service_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name,)
+RUN_SERVICES = (run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How ``raypipe serve`` runs.
+
+    Attributes:
+        data_dir: Where the SQLite database, artifacts and the local Ray head's files live.
+        host: Interface to listen on.
+        port: Port to listen on; 0 picks a free one.
+        db_url: SQLAlchemy URL of the database; default a SQLite file in ``data_dir``.
+        data_roots: Directories data_loader paths may resolve against.
+        max_workers: Threads serving calls; streams (WatchRun) hold one each.
+        ray_address: An existing Ray cluster's address; empty starts (or reuses) a local Ray
+            head for ``data_dir``, as its own process, so runs outlive this server.
+        artifact_root: Where node outputs are stored (a directory or an fsspec URL); default
+            ``data_dir/artifacts``.
+        enable_runs: Serve RunService (needs Ray). Off, the server only manages pipelines.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    db_url: str = ""
+    data_roots: Sequence[Path] = field(default_factory=tuple)
+    max_workers: int = 32
+    ray_address: str = ""
+    artifact_root: str = ""
+    enable_runs: bool = True
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'raypipe.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return self.artifact_root or str(self.data_dir / "artifacts")
+
+
+class ControlPlane:
+    """A running control plane. ``start()`` binds the port; ``stop()`` drains and closes."""
+
+    def __init__(self, config: ServerConfig, *, registry: NodeRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.repository: Repository | None = None
+        self.port = 0
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._stopped = threading.Event()
+        self._done = threading.Event()
+        self._services: tuple[str, ...] = PIPELINE_SERVICES
+        self.local_head: LocalHead | None = None
+        self.engine: RayEngine | None = None
+        self.supervisor: RunSupervisor | None = None
+        self.ray_address = ""
+
+    def start(self) -> int:
+        """Open storage, connect to Ray, register the services and listen; returns the port."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        services = PIPELINE_SERVICES + (RUN_SERVICES if cfg.enable_runs else ())
+        self._services = services
+        # Health answers from the first moment, NOT_SERVING until storage (and Ray) are ready,
+        # so load balancers and health probes never route to a server that cannot answer.
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection(
+            (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
+        self.repository = repo = open_repository(cfg.database_url)
+        pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
+            PipelineService(repo, self.registry), server
+        )
+        if cfg.enable_runs:
+            self._start_runs(server, repo)
+        server.start()
+        self._server = server
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("raypipe control plane listening on %s:%d", cfg.host, self.port)
+        return self.port
+
+    def _start_runs(self, server: grpc.Server, repo: Repository) -> None:
+        cfg = self.config
+        address = cfg.ray_address
+        if not address:
+            self.local_head = ensure_local_head(cfg.data_dir / "ray")
+            address = self.local_head.address
+        self.engine = RayEngine(address)
+        self.engine.start()
+        self.ray_address = address
+        data_roots = tuple(str(p) for p in cfg.data_roots) or (str(Path.cwd()),)
+        self.supervisor = RunSupervisor(repo, self.engine)
+        self.supervisor.start(
+            lambda run_id: rebuild_submission(
+                repo, run_id, artifact_root=cfg.artifact_location, data_roots=data_roots
+            )
+        )
+        run_service_pb2_grpc.add_RunServiceServicer_to_server(
+            RunService(
+                repo, self.supervisor, artifact_root=cfg.artifact_location, data_roots=data_roots
+            ),
+            server,
+        )
+
+    def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        self._health.set("", status)
+        for name in self._services:
+            self._health.set(name, status)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop taking calls, let in-flight calls finish (up to ``grace`` seconds), then close
+        storage. Safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.engine is not None:
+            self.engine.close()  # runs go on inside Ray; a restarted server re-attaches
+        if self.repository is not None:
+            self.repository.close()
+        log.info("raypipe control plane stopped")
+        self._done.set()
+
+    def wait(self) -> None:
+        """Block until ``stop()``; SIGTERM and SIGINT call it (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: threading.Thread(target=self.stop).start())
+        self._done.wait()
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the control plane until SIGTERM or SIGINT."""
+    plane = ControlPlane(config)
+    port = plane.start()
+    print(f"raypipe control plane listening on {config.host}:{port}", flush=True)
+    if plane.local_head is not None and plane.local_head.dashboard_url:
+        print(f"Ray dashboard: {plane.local_head.dashboard_url}", flush=True)
+    plane.wait()

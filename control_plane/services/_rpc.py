@@ -1,0 +1,62 @@
+"""Turning the control plane's errors into gRPC statuses, in one place for every service."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from grpc_status import rpc_status
+
+from control_plane.errors import ApiError, InternalError
+
+log = logging.getLogger("raypipe.rpc")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
+    context.abort_with_status(rpc_status.to_status(error.to_status()))
+
+
+def _internal(method: str, exc: BaseException) -> InternalError:
+    log.exception("unexpected error in %s", method)
+    return InternalError(
+        f"internal error in {method}: {type(exc).__name__}: {exc}", reason="INTERNAL"
+    )
+
+
+def unary(fn: F) -> F:
+    """Wrap a unary servicer method: ApiError -> its status; anything else -> INTERNAL."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except ApiError as e:
+            _abort(context, e)
+        except Exception as e:  # an unexpected failure must still answer with a status
+            if context.code() is not None:  # already aborted (abort raises an Exception)
+                raise
+            _abort(context, _internal(fn.__name__, e))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def streaming(fn: F) -> F:
+    """Wrap a server-streaming servicer method the same way."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from fn(self, request, context)
+        except ApiError as e:
+            _abort(context, e)
+        except Exception as e:
+            if context.code() is not None:
+                raise
+            _abort(context, _internal(fn.__name__, e))
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,159 @@
+"""Fixtures for integration tests: a real control plane on a real port, real storage."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from control_plane.server import ControlPlane, ServerConfig
+from raypipe.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
+
+
+@dataclass
+class Api:
+    """Stubs of every service on one channel."""
+
+    channel: grpc.Channel
+    pipelines: pipeline_service_pb2_grpc.PipelineServiceStub
+    runs: run_service_pb2_grpc.RunServiceStub
+
+    @classmethod
+    def connect(cls, address: str) -> Api:
+        channel = grpc.insecure_channel(address)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        return cls(
+            channel=channel,
+            pipelines=pipeline_service_pb2_grpc.PipelineServiceStub(channel),
+            runs=run_service_pb2_grpc.RunServiceStub(channel),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What a failed call carried: its code, message, ErrorInfo and field violations."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    violations: dict[str, str]
+
+
+def error_details(exc: grpc.RpcError) -> ErrorDetails:
+    """Unpack the google.rpc.Status a raypipe server attaches to every error."""
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert status is not None, f"no rich status on {exc!r}"
+    reason = domain = ""
+    violations: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, domain = info.reason, info.domain
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            for v in bad.field_violations:
+                violations[v.field] = v.description
+    return ErrorDetails(exc.code(), status.message, reason, domain, violations)
+
+
+def expect_error(call, request, code: grpc.StatusCode) -> ErrorDetails:  # type: ignore[no-untyped-def]
+    """Make a call that must fail with ``code``; return the unpacked details."""
+    with pytest.raises(grpc.RpcError) as info:
+        call(request)
+    details = error_details(info.value)
+    assert details.code == code, f"expected {code}, got {details.code}: {details.message}"
+    assert details.domain == "raypipe.dev"
+    assert details.reason, "every error carries an ErrorInfo reason"
+    return details
+
+
+@pytest.fixture
+def plane(tmp_path: Path, db_url: str) -> Iterator[ControlPlane]:
+    """An in-process control plane on a free port, on SQLite and on PostgreSQL."""
+    cp = ControlPlane(ServerConfig(data_dir=tmp_path / "data", port=0, db_url=db_url))
+    cp.start()
+    yield cp
+    cp.stop(grace=1)
+
+
+@pytest.fixture
+def api(plane: ControlPlane) -> Iterator[Api]:
+    a = Api.connect(f"127.0.0.1:{plane.port}")
+    yield a
+    a.channel.close()
+
+
+class ServerProcess:
+    """``raypipe serve`` as a real child process, for restart and kill -9 tests."""
+
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.extra = extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.log = data_dir.parent / "server.log"
+
+    def start(self, timeout: float = 60) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "a")  # noqa: SIM115 - the child writes to it until it ends
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raypipe.cli",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            env={**os.environ},
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"server exited early: {self.log.read_text()[-3000:]}")
+            match = re.search(r"listening on ([\d.]+):(\d+)", line)
+            if match:
+                self.address = f"{match.group(1)}:{match.group(2)}"
+                return self.address
+        raise TimeoutError("server did not start")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    sp = ServerProcess(tmp_path / "data")
+    yield sp
+    if sp.proc is not None and sp.proc.poll() is None:
+        sp.proc.kill()
+        sp.proc.wait()
