@@ -78,8 +78,16 @@ class NodeType:
     type_name: ClassVar[str]
     #: JSON Schema (draft 2020-12) of the node's params.
     parameter_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
-    #: Kinds consumed from upstream nodes, in the order ``run`` receives them.
+    #: Kinds consumed from upstream nodes, in the order ``run`` receives them. Each is found
+    #: among the outputs of the nodes in ``depends_on`` by kind (see :mod:`ray_nodes.graph`);
+    #: when two upstream nodes give the same kind, the node's reserved param ``input_from``
+    #: (``{"model": "train", "split": "scale"}``) names the one to use. Upstream nodes that
+    #: match no input are ordering-only dependencies.
     inputs: ClassVar[tuple[ArtifactKind, ...]] = ()
+    #: When True, ``inputs`` holds exactly one kind and the node receives the output of every
+    #: upstream node that gives it (``ANY``: every upstream node that gives an artifact at all),
+    #: zero or more, in ``depends_on`` order. ``noop`` joins branches this way.
+    variadic_inputs: ClassVar[bool] = False
     #: Kind produced.
     output: ClassVar[ArtifactKind] = ArtifactKind.NONE
     #: Default resources.
@@ -91,6 +99,16 @@ class NodeType:
         import inspect
 
         return inspect.getdoc(cls) or ""
+
+    @classmethod
+    def output_kind(cls, input_kinds: Sequence[ArtifactKind]) -> ArtifactKind:
+        """The kind this node gives when its inputs have ``input_kinds`` (in ``run`` order).
+
+        Validation calls it in topological order to type-check the wiring downstream. The
+        default is :attr:`output`; a pass-through type (``noop``) overrides it so that a
+        concrete kind flows through it instead of degrading to ``ANY``.
+        """
+        return cls.output
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> list[ParamProblem]:
