@@ -9,18 +9,15 @@ from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from control_plane.runs import RunSupervisor, rebuild_submission
 from control_plane.services.pipeline_service import PipelineService
-from control_plane.services.run_service import RunService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
-from ray_nodes.cluster import LocalHead, ensure_local_head
-from ray_nodes.engine import RayEngine
 from ray_nodes.registry import NodeRegistry, default_registry
 from raypipe.v1 import (
     pipeline_service_pb2,
@@ -28,6 +25,11 @@ from raypipe.v1 import (
     run_service_pb2,
     run_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from control_plane.runs import RunSupervisor
+    from ray_nodes.cluster import LocalHead
+    from ray_nodes.engine import RayEngine
 
 log = logging.getLogger("raypipe.server")
 
@@ -127,6 +129,12 @@ class ControlPlane:
         return self.port
 
     def _start_runs(self, server: grpc.Server, repo: Repository) -> None:
+        # Imported here so that a server without runs never imports Ray.
+        from control_plane.runs import RunSupervisor, rebuild_submission
+        from control_plane.services.run_service import RunService
+        from ray_nodes.cluster import ensure_local_head
+        from ray_nodes.engine import RayEngine
+
         cfg = self.config
         address = cfg.ray_address
         if not address:

@@ -78,9 +78,7 @@ def _spec() -> pipeline_spec_pb2.PipelineSpec:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        plane = ControlPlane(
-            ServerConfig(data_dir=Path(tmp), port=0, ray_address=None, enable_runs=False)
-        )
+        plane = ControlPlane(ServerConfig(data_dir=Path(tmp), port=0, enable_runs=False))
         plane.start()
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{plane.port}")

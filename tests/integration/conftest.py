@@ -83,8 +83,11 @@ def expect_error(call, request, code: grpc.StatusCode) -> ErrorDetails:  # type:
 
 @pytest.fixture
 def plane(tmp_path: Path, db_url: str) -> Iterator[ControlPlane]:
-    """An in-process control plane on a free port, on SQLite and on PostgreSQL."""
-    cp = ControlPlane(ServerConfig(data_dir=tmp_path / "data", port=0, db_url=db_url))
+    """An in-process control plane on a free port, on SQLite and on PostgreSQL, serving
+    pipelines only (tests of runs use `run_plane`, which connects to the session's Ray)."""
+    cp = ControlPlane(
+        ServerConfig(data_dir=tmp_path / "data", port=0, db_url=db_url, enable_runs=False)
+    )
     cp.start()
     yield cp
     cp.stop(grace=1)
