@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -245,6 +246,8 @@ class AsyncClient:
     ) -> ApplyResult:
         """See :meth:`raypipe.Client.apply`."""
         pipeline_id = rpc.apply_pipeline_id(spec, pipeline)
+        # Validate first, so that a bad spec leaves no empty pipeline behind.
+        digest = (await self.validate_pipeline_spec(spec)).spec_digest
         pipeline_created = False
         try:
             current = await self.get_pipeline(pipeline_id)
@@ -256,7 +259,6 @@ class AsyncClient:
                 pipeline_created = True
             except AlreadyExistsError:
                 current = await self.get_pipeline(pipeline_id)
-        digest = (await self.validate_pipeline_spec(spec)).spec_digest
         if current.default_version:
             default = await self.get_pipeline_version(current.default_version)
             if default.spec_digest == digest:
@@ -341,9 +343,14 @@ class AsyncClient:
             call.cancel()
 
     async def wait_run(
-        self, run: RunRef, *, timeout: float | None = None, raise_on_failure: bool = True
+        self,
+        run: RunRef,
+        *,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+        on_event: Callable[[run_service_pb2.WatchRunResponse], object] | None = None,
     ) -> run_pb2.Run:
-        """See :meth:`raypipe.Client.wait_run`."""
+        """See :meth:`raypipe.Client.wait_run`; ``on_event`` may be a coroutine function."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last: run_pb2.Run | None = None
         backoff = rpc.Backoff()
@@ -356,6 +363,10 @@ class AsyncClient:
                 async for response in stream:
                     last = response.run
                     backoff.reset()
+                    if on_event is not None:
+                        result = on_event(response)
+                        if inspect.isawaitable(result):
+                            await result
                     if last.state in rpc.TERMINAL_STATES:
                         return rpc.outcome(last, raise_on_failure)
             except UnavailableError:

@@ -342,6 +342,8 @@ class Client:
             InvalidArgumentError: The spec is invalid (violations under ``spec.``).
         """
         pipeline_id = rpc.apply_pipeline_id(spec, pipeline)
+        # Validate first, so that a bad spec leaves no empty pipeline behind.
+        digest = self.validate_pipeline_spec(spec).spec_digest
         pipeline_created = False
         try:
             current = self.get_pipeline(pipeline_id)
@@ -353,7 +355,6 @@ class Client:
                 pipeline_created = True
             except AlreadyExistsError:  # created concurrently; use theirs
                 current = self.get_pipeline(pipeline_id)
-        digest = self.validate_pipeline_spec(spec).spec_digest
         if current.default_version:
             default = self.get_pipeline_version(current.default_version)
             if default.spec_digest == digest:
@@ -478,7 +479,12 @@ class Client:
         return _stream(call)
 
     def wait_run(
-        self, run: RunRef, *, timeout: float | None = None, raise_on_failure: bool = True
+        self,
+        run: RunRef,
+        *,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+        on_event: Callable[[run_service_pb2.WatchRunResponse], object] | None = None,
     ) -> run_pb2.Run:
         """Block until a run ends, following it with WatchRun.
 
@@ -490,6 +496,8 @@ class Client:
             timeout: Seconds to wait at most; None for no limit.
             raise_on_failure: Raise :class:`~raypipe.RunFailedError` if the run ends FAILED
                 or CANCELLED; otherwise return it whatever its state.
+            on_event: Called with every WatchRunResponse as it arrives, to show progress;
+                after a reconnect it sees the server's fresh snapshot.
 
         Returns:
             The run in its terminal state.
@@ -509,6 +517,8 @@ class Client:
                 for response in self.watch_run(run, timeout=remaining):
                     last = response.run
                     backoff.reset()
+                    if on_event is not None:
+                        on_event(response)
                     if last.state in rpc.TERMINAL_STATES:
                         return rpc.outcome(last, raise_on_failure)
             except UnavailableError:

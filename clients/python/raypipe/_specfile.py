@@ -22,6 +22,7 @@ from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 import yaml
 from google.protobuf import descriptor, json_format, message_factory
+from google.protobuf.message import Message
 
 from raypipe._errors import SpecError
 from raypipe.v1 import pipeline_spec_pb2
@@ -97,8 +98,14 @@ def spec_to_dict(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, Any]:
     as integers (``random_state: 42`` rather than ``42.0``); both parse back to the same
     message.
     """
-    raw = json_format.MessageToDict(spec, preserving_proto_field_name=True)
-    tidied = _tidy(raw, spec.DESCRIPTOR)
+    return message_to_dict(spec)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """Any API message as plain data for JSON/YAML output, as :func:`spec_to_dict` does it:
+    snake_case keys, enums by name, timestamps as RFC 3339 strings, natural numbers."""
+    raw = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    tidied = _tidy(raw, message.DESCRIPTOR)
     assert isinstance(tidied, dict)
     return tidied
 
@@ -271,8 +278,9 @@ def _yaml_line(node: yaml.Node | None, path: Sequence[PathToken]) -> int:
     for token in path:
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
+            names = {token, _camel(token)} if isinstance(token, str) else {token}
             for key_node, value_node in node.value:
-                if getattr(key_node, "value", None) == token:
+                if getattr(key_node, "value", None) in names:
                     child = value_node
                     line = key_node.start_mark.line + 1
                     break
@@ -287,6 +295,44 @@ def _yaml_line(node: yaml.Node | None, path: Sequence[PathToken]) -> int:
             break
         node = child
     return line
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+_FIELD_TOKEN = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]|\[(['\"])(.*?)\3\]")
+_API_PREFIXES = ("pipeline_version.spec.", "spec.")
+
+
+def field_line(path: str | os.PathLike[str], field: str) -> int:
+    """The line of a pipeline file where an API field path points, for error messages.
+
+    Args:
+        path: The YAML or JSON pipeline file.
+        field: A field path as the server reports it, such as
+            ``pipeline_version.spec.nodes[2].depends_on[0]``; the request prefix is dropped.
+
+    Returns:
+        The 1-based line of the element (or of its nearest existing parent); 0 when the file
+        cannot be read or the path is not inside the spec.
+    """
+    for prefix in _API_PREFIXES:
+        if field.startswith(prefix):
+            field = field[len(prefix) :]
+            break
+    else:
+        return 0
+    tokens: list[PathToken] = []
+    for m in _FIELD_TOKEN.finditer(field):
+        name, index, _, key = m.groups()
+        tokens.append(int(index) if index is not None else (name if name is not None else key))
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return 0
+    return _yaml_line(root, tokens) if root is not None else 0
 
 
 # --- text and files -----------------------------------------------------------------------
@@ -346,7 +392,7 @@ def dumps_spec(spec: SpecLike, format: Format = "yaml") -> str:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if format != "yaml":
         raise ValueError(f"format must be 'yaml' or 'json', not {format!r}")
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=SpecDumper, sort_keys=False, allow_unicode=True)
 
 
 def dump_spec(
@@ -374,7 +420,7 @@ def _format_of(path: Path, explicit: Format | None) -> Format:
     return "json" if path.suffix.lower() == ".json" else "yaml"
 
 
-class _Dumper(yaml.SafeDumper):
+class SpecDumper(yaml.SafeDumper):
     """Short lists of scalars (``depends_on: [load, split]``) in flow style, the rest in block
     style, so that a pipeline file reads like one written by hand."""
 
@@ -385,4 +431,4 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
-_Dumper.add_representer(list, _represent_list)
+SpecDumper.add_representer(list, _represent_list)

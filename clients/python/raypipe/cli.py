@@ -1,4 +1,10 @@
-"""The ``raypipe`` command line."""
+"""The ``raypipe`` command line: ``serve`` starts the control plane; every other command
+talks to one through the SDK (``--address`` or ``RAYPIPE_ADDRESS``).
+
+Commands live in ``_cli_pipelines`` (apply, validate, node-types, rollback, pipelines,
+versions), ``_cli_runs`` (run, runs) and ``_cli_graph`` (graph); output formats, error
+reporting and exit codes in ``_cli_common``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,46 @@ from pathlib import Path
 
 import click
 
+from raypipe import _cli_graph, _cli_pipelines, _cli_runs
+from raypipe._cli_common import EXIT_CODES_HELP, OUTPUTS, CliState, RaypipeGroup
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+DEFAULT_ADDRESS = "localhost:50051"
+
+
+@click.group(
+    cls=RaypipeGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
+@click.option(
+    "--address",
+    envvar="RAYPIPE_ADDRESS",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    show_envvar=True,
+    help="host:port of the control plane.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUTS),
+    default="table",
+    show_default=True,
+    help="Output format of every command (commands take -o too).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds each call to the control plane may take; 0 for no limit.",
+)
+@click.pass_context
+def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
     """raypipe: ML pipelines on Ray with a gRPC control plane."""
+    state = CliState(address=address, output=output, timeout=timeout)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
 
 
 @main.command()
@@ -67,6 +109,10 @@ def serve(
             ray_address=ray_address,
         )
     )
+
+
+for _command in (*_cli_pipelines.COMMANDS, *_cli_runs.COMMANDS, _cli_graph.graph):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

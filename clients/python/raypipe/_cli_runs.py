@@ -1,0 +1,388 @@
+"""``raypipe run`` and ``raypipe runs …``, with the live progress display of a run's nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from raypipe._cli_common import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    CliState,
+    console,
+    details,
+    emit,
+    error_lines,
+    fmt,
+    human_seconds,
+    new_table,
+    output_option,
+    parse_pairs,
+    pass_state,
+    row,
+    seconds_between,
+    when,
+)
+from raypipe._client import Client
+from raypipe._errors import RaypipeError, RunFailedError
+from raypipe._names import pipeline_id, version_name, version_number
+from raypipe._rpc import TERMINAL_STATES, state_name
+from raypipe.v1 import run_pb2, run_service_pb2
+
+RUN_COLORS = {
+    "PENDING": "yellow",
+    "RUNNING": "cyan",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLING": "magenta",
+    "CANCELLED": "magenta",
+}
+NODE_COLORS = {**RUN_COLORS, "SKIPPED": "dim", "CACHED": "green"}
+
+
+def node_state(value: int) -> str:
+    return run_pb2.NodeExecution.State.Name(value).removeprefix("STATE_")  # type: ignore[arg-type]
+
+
+def styled(state: str, colors: dict[str, str]) -> Text:
+    return Text(state, style=colors.get(state, ""))
+
+
+# --- the live display ----------------------------------------------------------------------
+
+
+class Progress:
+    """What the live display shows: the run as of its latest event, and each node's type."""
+
+    def __init__(self, run: run_pb2.Run, types: dict[str, str]) -> None:
+        self.run = run
+        self.types = types
+        self.last_message = ""
+
+    def update(self, response: run_service_pb2.WatchRunResponse) -> None:
+        self.run = response.run
+        if response.event.message:
+            self.last_message = response.event.message
+
+    def render(self) -> RenderableType:
+        run = self.run
+        state = state_name(run.state)
+        head = Text.assemble(
+            (run.name, "bold"),
+            "  ",
+            styled(state, RUN_COLORS),
+            f"  {human_seconds(seconds_between(_began(run), run.end_time))}",
+            f"  {run.pipeline_version}",
+        )
+        t = new_table("NODE", "TYPE", "STATE", "ATTEMPT", "DURATION", "DETAIL")
+        for n in run.nodes:
+            detail = n.error.message if n.error.message else "; ".join(n.notes)
+            if n.cached_from:
+                detail = f"cached from {n.cached_from}"
+            t.add_row(
+                *row(
+                    n.node_id,
+                    self.types.get(n.node_id, ""),
+                    styled(node_state(n.state), NODE_COLORS),
+                    n.attempt or "",
+                    human_seconds(seconds_between(n.start_time, n.end_time))
+                    if n.start_time.seconds
+                    else "",
+                    detail.splitlines()[0] if detail else "",
+                )
+            )
+        parts: list[RenderableType] = [head, t]
+        if self.last_message and run.state not in TERMINAL_STATES:
+            parts.append(Text(self.last_message, style="dim"))
+        return Group(*parts)
+
+
+def _began(run: run_pb2.Run) -> Any:
+    return run.start_time if run.HasField("start_time") else run.create_time
+
+
+def metrics_table(run: run_pb2.Run) -> RenderableType | None:
+    """The metrics each node measured, one row per metric; None when there are none."""
+    t = new_table("NODE", "METRIC", "VALUE", title="metrics")
+    any_rows = False
+    for n in run.nodes:
+        for i, (key, value) in enumerate(sorted(n.metrics.items())):
+            t.add_row(*row(n.node_id if i == 0 else "", key, f"{value:.6g}"))
+            any_rows = True
+    return t if any_rows else None
+
+
+def node_types_of(client: Client, run: run_pb2.Run) -> dict[str, str]:
+    """Each node's type, from the run's version; empty if the version cannot be read."""
+    try:
+        version = client.get_pipeline_version(run.pipeline_version)
+    except RaypipeError:
+        return {}
+    return {n.id: n.type for n in version.spec.nodes}
+
+
+def follow(state: CliState, run: run_pb2.Run | str, output: str) -> int:
+    """Follow a run to its end (live with ``table``), print the outcome, return the exit code."""
+    client = state.client()
+    if output != "table":
+        final = client.wait_run(run, raise_on_failure=False)
+        emit(output, final, lambda: "")
+        return _report(final, None)
+    initial = run if isinstance(run, run_pb2.Run) else client.get_run(run)
+    progress = Progress(initial, node_types_of(client, initial))
+    out = console()
+    with Live(console=out, get_renderable=progress.render, refresh_per_second=4) as live:
+        try:
+            final = client.wait_run(initial.name, raise_on_failure=False, on_event=progress.update)
+        except KeyboardInterrupt:
+            live.stop()
+            click.echo(
+                f"stopped watching; {initial.name} goes on "
+                f"(raypipe runs cancel {initial.name.removeprefix('runs/')} to stop it)",
+                err=True,
+            )
+            raise
+        progress.run = final
+        live.refresh()
+    return _report(final, out)
+
+
+def _report(run: run_pb2.Run, out: Any) -> int:
+    if out is not None:
+        metrics = metrics_table(run)
+        if metrics is not None:
+            out.print(metrics)
+        took = human_seconds(seconds_between(_began(run), run.end_time))
+        out.print(
+            Text.assemble(
+                f"{run.name} ", styled(state_name(run.state), RUN_COLORS), f" in {took or '0s'}"
+            )
+        )
+    if run.state == run_pb2.Run.STATE_SUCCEEDED:
+        return EXIT_OK
+    for line in error_lines(RunFailedError(run)):
+        click.echo(line, err=True)
+    return EXIT_RUN_FAILED
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@click.command("run")
+@click.argument("pipeline")
+@click.option(
+    "--version", "version", metavar="N", help="Version number or name; default: the default."
+)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Run parameter; the value is JSON if it parses (0.1, true, [1,2]), else a string.",
+)
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Run label.")
+@click.option("--display-name", default="", help="Name of the run for displays.")
+@click.option("--watch", "-w", is_flag=True, help="Follow the run live until it ends.")
+@output_option
+@pass_state
+def run_command(
+    state: CliState,
+    pipeline: str,
+    version: str | None,
+    params: tuple[str, ...],
+    labels: tuple[str, ...],
+    display_name: str,
+    watch: bool,
+    output: str | None,
+) -> None:
+    """Start a run of PIPELINE (its default version unless --version).
+
+    With --watch, show every node's progress live and end with the metrics; the exit code is
+    0 if the run succeeded and 7 otherwise.
+    """
+    client = state.client()
+    run = client.create_run(
+        pipeline,
+        version=_version(pipeline, version),
+        parameters=parse_pairs(params, "-p", json_values=True),
+        labels=parse_pairs(labels, "--label", json_values=False),
+        display_name=display_name,
+    )
+    out = fmt(state, output)
+    if watch:
+        raise click.exceptions.Exit(follow(state, run, out))
+    if out != "table":
+        emit(out, run, lambda: "")
+    else:
+        click.echo(f"started {run.name} ({run.pipeline_version})")
+
+
+def _version(pipeline: str, version: str | None) -> str | None:
+    if version is None:
+        return None
+    if not version.isdigit() and not version.startswith("pipelines/"):
+        raise click.BadParameter(f"{version!r} is not a version number", param_hint="--version")
+    return version_name(pipeline, version)
+
+
+@click.group()
+def runs() -> None:
+    """List, show, watch, cancel and retry runs."""
+
+
+@runs.command("list")
+@click.option("--pipeline", default=None, help="Only runs of this pipeline.")
+@click.option("--version", default=None, metavar="N", help="Only runs of this version.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(
+        [k.removeprefix("STATE_").lower() for k in run_pb2.Run.State.keys()[1:]],
+        case_sensitive=False,
+    ),
+    help="Only runs in this state; repeatable.",
+)
+@click.option("--limit", default=50, show_default=True, help="Show at most this many; 0: all.")
+@output_option
+@pass_state
+def runs_list(
+    state: CliState,
+    pipeline: str | None,
+    version: str | None,
+    states: tuple[str, ...],
+    limit: int,
+    output: str | None,
+) -> None:
+    """List runs, newest first."""
+    if version is not None and pipeline is None and not version.startswith("pipelines/"):
+        raise click.BadParameter("give --pipeline with a version number", param_hint="--version")
+    items: list[run_pb2.Run] = []
+    listing = state.client().list_runs(
+        pipeline=pipeline,
+        version=_version(pipeline or "", version),
+        states=states,
+        page_size=min(limit, 1000) if limit else 0,
+    )
+    for item in listing:
+        if limit and len(items) >= limit:
+            break
+        items.append(item)
+
+    def table() -> RenderableType:
+        t = new_table("RUN", "PIPELINE", "VERSION", "STATE", "CREATED", "DURATION", "NAME")
+        for r in items:
+            t.add_row(
+                *row(
+                    r.name.removeprefix("runs/"),
+                    pipeline_id(r.pipeline) if r.pipeline else "",
+                    version_number(r.pipeline_version) or "",
+                    styled(state_name(r.state), RUN_COLORS),
+                    when(r.create_time),
+                    human_seconds(seconds_between(r.start_time, r.end_time))
+                    if r.start_time.seconds
+                    else "",
+                    r.display_name,
+                )
+            )
+        return t
+
+    emit(fmt(state, output), items, table)
+
+
+@runs.command("get")
+@click.argument("run")
+@output_option
+@pass_state
+def runs_get(state: CliState, run: str, output: str | None) -> None:
+    """Show RUN (an id or runs/ID) with its nodes and metrics."""
+    client = state.client()
+    r = client.get_run(run)
+
+    def tables() -> list[RenderableType]:
+        params = ", ".join(f"{k}={_value_text(v)}" for k, v in sorted(r.parameters.items()))
+        head = details(
+            [
+                ("name", r.name),
+                ("display name", r.display_name),
+                ("version", r.pipeline_version),
+                ("state", styled(state_name(r.state), RUN_COLORS)),
+                ("parameters", params),
+                ("created", when(r.create_time)),
+                ("started", when(r.start_time)),
+                ("ended", when(r.end_time)),
+                ("retry of", r.retry_of),
+                ("schedule", r.schedule),
+                ("error", _error_text(r.error)),
+            ]
+        )
+        progress = Progress(r, node_types_of(client, r))
+        parts: list[RenderableType] = [head, progress.render()]
+        metrics = metrics_table(r)
+        if metrics is not None:
+            parts.append(metrics)
+        return parts
+
+    emit(fmt(state, output), r, tables)
+
+
+@runs.command("cancel")
+@click.argument("run")
+@output_option
+@pass_state
+def runs_cancel(state: CliState, run: str, output: str | None) -> None:
+    """Cancel RUN; running nodes are stopped, pending ones never start."""
+    r = state.client().cancel_run(run)
+    out = fmt(state, output)
+    if out != "table":
+        emit(out, r, lambda: "")
+    else:
+        click.echo(f"{r.name}: {state_name(r.state)}")
+
+
+@runs.command("retry")
+@click.argument("run")
+@click.option("--watch", "-w", is_flag=True, help="Follow the new run live until it ends.")
+@output_option
+@pass_state
+def runs_retry(state: CliState, run: str, watch: bool, output: str | None) -> None:
+    """Start a new run of an ended RUN that reuses the outputs of its succeeded nodes."""
+    r = state.client().retry_run(run)
+    out = fmt(state, output)
+    if watch:
+        raise click.exceptions.Exit(follow(state, r, out))
+    if out != "table":
+        emit(out, r, lambda: "")
+    else:
+        click.echo(f"started {r.name} (retry of {r.retry_of})")
+
+
+@runs.command("watch")
+@click.argument("run")
+@output_option
+@pass_state
+def runs_watch(state: CliState, run: str, output: str | None) -> None:
+    """Follow RUN live until it ends; exit code 0 if it succeeded, 7 otherwise."""
+    raise click.exceptions.Exit(follow(state, run, fmt(state, output)))
+
+
+def _value_text(value: Any) -> str:
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(value, indent=None)
+
+
+def _error_text(error: run_pb2.ExecutionError) -> str:
+    if not error.message:
+        return ""
+    where = f"{error.node_id}: " if error.node_id else ""
+    kind = f"{error.type}: " if error.type else ""
+    return f"{where}{kind}{error.message}"
+
+
+COMMANDS = (run_command, runs)
