@@ -7,6 +7,7 @@ slow runs can be produced on demand; everything the client does goes over the wi
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +15,20 @@ from concurrent import futures
 
 import grpc
 import pytest
+from click.testing import CliRunner
 
 import raypipe
+from raypipe.cli import main
 from raypipe.v1 import run_pb2, run_service_pb2, run_service_pb2_grpc
 
 State = run_pb2.Run
+
+NODE_STATES = {
+    State.STATE_PENDING: run_pb2.NodeExecution.STATE_PENDING,
+    State.STATE_RUNNING: run_pb2.NodeExecution.STATE_RUNNING,
+    State.STATE_SUCCEEDED: run_pb2.NodeExecution.STATE_SUCCEEDED,
+    State.STATE_FAILED: run_pb2.NodeExecution.STATE_FAILED,
+}
 
 # What each successive WatchRun call does: a list of run states to send, then how to end:
 # "ok" (stream ends), "unavailable" (aborts UNAVAILABLE), "hang" (waits until cancelled).
@@ -61,6 +71,14 @@ class ScriptedRuns(run_service_pb2_grpc.RunServiceServicer):
                     error=run_pb2.ExecutionError(node_id="train", message="boom")
                     if state == State.STATE_FAILED
                     else None,
+                    nodes=[
+                        run_pb2.NodeExecution(
+                            node_id="train",
+                            attempt=1,
+                            state=NODE_STATES[state],
+                            metrics={"accuracy": 0.93} if state == State.STATE_SUCCEEDED else {},
+                        )
+                    ],
                 ),
             )
         if ending == "unavailable":
@@ -208,3 +226,36 @@ def test_unary_calls_carry_the_default_timeout(runs: tuple[ScriptedRuns, str]) -
         # ... but given one, it ends with DEADLINE_EXCEEDED as a typed error.
         with pytest.raises(raypipe.DeadlineExceededError):
             list(client.watch_run("r1", timeout=0.3))
+
+
+# --- the CLI's run --watch over the same scripted streams ------------------------------------
+
+
+def test_cli_run_watch_shows_nodes_and_metrics(runs: tuple[ScriptedRuns, str]) -> None:
+    servicer, address = runs
+    servicer.script = BROKEN_TWICE
+    result = CliRunner().invoke(
+        main, ["--address", address, "run", "churn", "--watch", "-p", "lr=0.5", "-p", "tag=x"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["runs/r1", "SUCCEEDED"]
+    assert lines[2].split() == ["train", "SUCCEEDED", "1"]  # no type: no PipelineService here
+    assert any(line.split() == ["train", "accuracy", "0.93"] for line in lines), lines
+    assert lines[-1].startswith("runs/r1 SUCCEEDED in")
+    parameters = servicer.created[0].run.parameters
+    assert parameters["lr"].number_value == 0.5, "a value that parses as JSON is JSON"
+    assert parameters["tag"].string_value == "x", "anything else is a string"
+
+
+def test_cli_watch_of_a_failed_run_exits_7(runs: tuple[ScriptedRuns, str]) -> None:
+    servicer, address = runs
+    servicer.script = [([State.STATE_RUNNING, State.STATE_FAILED], "ok")]
+    result = CliRunner().invoke(main, ["--address", address, "runs", "watch", "r1"])
+    assert result.exit_code == 7
+    assert "FAILED" in result.stdout
+    assert result.stderr == "error: RUN_FAILED: run runs/r1 ended FAILED in node 'train': boom\n"
+
+    as_json = CliRunner().invoke(main, ["--address", address, "runs", "watch", "r1", "-o", "json"])
+    assert as_json.exit_code == 7
+    assert json.loads(as_json.stdout)["state"] == "STATE_FAILED"

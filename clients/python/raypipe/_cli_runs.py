@@ -25,6 +25,7 @@ from raypipe._cli_common import (
     pass_state,
     row,
     seconds_between,
+    show,
     when,
 )
 from raypipe._client import Client
@@ -107,7 +108,7 @@ def _began(run: run_pb2.Run) -> Any:
 
 def metrics_table(run: run_pb2.Run) -> RenderableType | None:
     """The metrics each node measured, one row per metric; None when there are none."""
-    t = new_table("NODE", "METRIC", "VALUE", title="metrics")
+    t = new_table("NODE", "METRIC", "VALUE")
     any_rows = False
     for n in run.nodes:
         for i, (key, value) in enumerate(sorted(n.metrics.items())):
@@ -131,10 +132,16 @@ def follow(state: CliState, run: run_pb2.Run | str, output: str) -> int:
     if output != "table":
         final = client.wait_run(run, raise_on_failure=False)
         emit(output, final, lambda: "")
-        return _report(final, None)
+        return _report(final, quiet=True)
     initial = run if isinstance(run, run_pb2.Run) else client.get_run(run)
     progress = Progress(initial, node_types_of(client, initial))
     out = console()
+    if not out.is_terminal:
+        # No live display off a terminal (a pipe, a CI log): the final state, once.
+        final = client.wait_run(initial.name, raise_on_failure=False)
+        progress.run = final
+        show(progress.render())
+        return _report(final)
     with Live(console=out, get_renderable=progress.render, refresh_per_second=4) as live:
         try:
             final = client.wait_run(initial.name, raise_on_failure=False, on_event=progress.update)
@@ -148,20 +155,18 @@ def follow(state: CliState, run: run_pb2.Run | str, output: str) -> int:
             raise
         progress.run = final
         live.refresh()
-    return _report(final, out)
+    return _report(final)
 
 
-def _report(run: run_pb2.Run, out: Any) -> int:
-    if out is not None:
-        metrics = metrics_table(run)
-        if metrics is not None:
-            out.print(metrics)
-        took = human_seconds(seconds_between(_began(run), run.end_time))
-        out.print(
-            Text.assemble(
-                f"{run.name} ", styled(state_name(run.state), RUN_COLORS), f" in {took or '0s'}"
-            )
+def _report(run: run_pb2.Run, *, quiet: bool = False) -> int:
+    """Print the metrics and the outcome (unless ``quiet``); the exit code of the run."""
+    if not quiet:
+        took = human_seconds(seconds_between(_began(run), run.end_time)) or "0s"
+        outcome = Text.assemble(
+            f"{run.name} ", styled(state_name(run.state), RUN_COLORS), f" in {took}"
         )
+        metrics = metrics_table(run)
+        show(*([Text(""), Text("metrics", style="bold"), metrics] if metrics else []), outcome)
     if run.state == run_pb2.Run.STATE_SUCCEEDED:
         return EXIT_OK
     for line in error_lines(RunFailedError(run)):
