@@ -7,6 +7,7 @@ slow runs can be produced on demand; everything the client does goes over the wi
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import threading
 import time
@@ -259,3 +260,55 @@ def test_cli_watch_of_a_failed_run_exits_7(runs: tuple[ScriptedRuns, str]) -> No
     as_json = CliRunner().invoke(main, ["--address", address, "runs", "watch", "r1", "-o", "json"])
     assert as_json.exit_code == 7
     assert json.loads(as_json.stdout)["state"] == "STATE_FAILED"
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+def self_signed_certificate() -> tuple[bytes, bytes]:
+    """A certificate for localhost and its key, both PEM."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_credentials_make_a_tls_channel() -> None:
+    cert, key = self_signed_certificate()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(ScriptedRuns(), server)
+    port = server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key, cert)]))
+    server.start()
+    try:
+        tls = grpc.ssl_channel_credentials(root_certificates=cert)
+        with raypipe.Client(f"localhost:{port}", credentials=tls) as client:
+            assert client.get_run("r1").name == "runs/r1"
+        with (
+            raypipe.Client(f"localhost:{port}", retries=0, timeout=5) as plaintext,
+            pytest.raises(raypipe.UnavailableError),
+        ):
+            plaintext.get_run("r1")
+    finally:
+        server.stop(0)
