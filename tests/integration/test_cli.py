@@ -291,8 +291,9 @@ def test_run_watch_ends_succeeded(run_cli: Cli) -> None:
 
 
 def test_run_of_a_failing_pipeline_exits_non_zero(run_cli: Cli, write_spec: WriteSpec) -> None:
-    spec = write_spec(
-        "fails.yaml", "nodes:\n  - id: load\n    type: data_loader\n    params: {path: nope.csv}\n"
+    spec = write_spec(  # fails by its timeout
+        "fails.yaml",
+        "nodes:\n  - id: slow\n    type: noop\n    params: {sleep_seconds: 60}\n    timeout: 1s\n",
     )
     assert run_cli(f"apply {spec} --pipeline fails").exit_code == 0
     result = run_cli("run fails --watch")

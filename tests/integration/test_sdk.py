@@ -287,12 +287,12 @@ def test_run_of_a_pipeline_without_versions(run_sdk: raypipe.Client) -> None:
 
 def test_failed_run_raises_run_failed(run_sdk: raypipe.Client) -> None:
     p = raypipe.Pipeline("fails")
-    p.add("load", "data_loader", path="does/not/exist.csv")
+    p.add("slow", "noop", sleep_seconds=60, timeout="1s")  # fails by its timeout
     run_sdk.apply(p)
     with pytest.raises(raypipe.RunFailedError) as info:
         run_sdk.run("fails").wait(timeout=120)
     assert info.value.run.state == run_pb2.Run.STATE_FAILED
-    assert info.value.run.error.node_id == "load"
+    assert info.value.run.error.node_id == "slow"
 
 
 def test_spec_enum_names_reach_the_server(sdk: raypipe.Client) -> None:
@@ -300,3 +300,34 @@ def test_spec_enum_names_reach_the_server(sdk: raypipe.Client) -> None:
     p.failure_policy = "continue_independent"
     version = sdk.apply(p).version
     assert version.spec.failure_policy == pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT
+
+
+def test_cancel_a_running_run(run_sdk: raypipe.Client) -> None:
+    p = raypipe.Pipeline("slow")
+    p.add("nap", "noop", sleep_seconds=60)
+    run_sdk.apply(p)
+    handle = run_sdk.run("slow")
+    for response in handle.watch(timeout=60):
+        if response.run.state == run_pb2.Run.STATE_RUNNING:
+            break
+    cancelled = handle.cancel()
+    assert cancelled.state in (run_pb2.Run.STATE_CANCELLING, run_pb2.Run.STATE_CANCELLED)
+    with pytest.raises(raypipe.RunFailedError):
+        handle.wait(timeout=60)
+    assert handle.last is not None
+    assert handle.last.state == run_pb2.Run.STATE_CANCELLED
+
+
+def test_async_run_and_watch(run_address: str) -> None:
+    async def scenario() -> list[int]:
+        async with raypipe.AsyncClient(run_address) as client:
+            await client.apply(diamond("async-runs"))
+            handle = await client.run("async-runs")
+            states = [r.run.state async for r in handle.watch(timeout=120)]
+            assert (await handle.wait(timeout=60)).state == run_pb2.Run.STATE_SUCCEEDED
+            listed = [r.name async for r in client.list_runs(pipeline="async-runs")]
+            assert listed == [handle.name]
+            return states
+
+    states = asyncio.run(scenario())
+    assert states[-1] == run_pb2.Run.STATE_SUCCEEDED

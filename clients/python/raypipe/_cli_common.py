@@ -29,6 +29,7 @@ from raypipe._errors import (
     SpecError,
     UnavailableError,
 )
+from raypipe._rpc import state_name
 from raypipe._specfile import SpecDumper, field_line, message_to_dict
 
 # Exit codes scripts can rely on; the CLI's help epilog lists them.
@@ -129,7 +130,7 @@ def error_lines(error: BaseException, spec_file: Path | None = None) -> list[str
     if isinstance(error, SpecError):
         return [f"error: INVALID_SPEC_FILE: {error}"]
     if isinstance(error, RunFailedError):
-        return [f"error: RUN_{_state(error.run.state)}: {error}"]
+        return [f"error: RUN_{state_name(error.run.state)}: {error}"]
     reason = getattr(error, "reason", None) or type(error).__name__
     return [f"error: {reason}: {error}"]
 
@@ -267,12 +268,6 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f}{unit}" if size.is_integer() else f"{size:.1f}{unit}"
         size /= 1024
     return f"{n}B"  # pragma: no cover
-
-
-def _state(value: int) -> str:
-    from raypipe._rpc import state_name
-
-    return state_name(value)
 
 
 def parse_pairs(values: Iterable[str], what: str, *, json_values: bool) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from google.protobuf import json_format
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -377,8 +378,6 @@ def runs_watch(state: CliState, run: str, output: str | None) -> None:
 
 
 def _value_text(value: Any) -> str:
-    from google.protobuf import json_format
-
     return json_format.MessageToJson(value, indent=None)
 
 
