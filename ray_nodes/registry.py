@@ -56,7 +56,16 @@ ENTRY_POINT_GROUP = "raypipe.nodes"
 BUILTIN_ORIGIN = "builtin"
 #: Built-in node types as ``"module:Class"``; adding a type is adding a line. Import paths
 #: rather than classes keep this module importable without every node's dependencies.
-BUILTIN_NODE_TYPES: tuple[str, ...] = ("ray_nodes.noop:NoopNode",)
+BUILTIN_NODE_TYPES: tuple[str, ...] = (
+    "ray_nodes.noop:NoopNode",
+    "ray_nodes.data_loader:DataLoaderNode",
+    "ray_nodes.data_preprocessor:DataPreprocessorNode",
+    "ray_nodes.train_test_split:TrainTestSplitNode",
+    "ray_nodes.feature_scaler:FeatureScalerNode",
+    "ray_nodes.model_trainer:ModelTrainerNode",
+    "ray_nodes.model_evaluator:ModelEvaluatorNode",
+    "ray_nodes.model_saver:ModelSaverNode",
+)
 #: Param keys that the validator and the engine handle for every type; a type's schema may not
 #: declare them. ``input_from`` names the upstream node to take an input from (see
 #: :mod:`ray_nodes.graph`).
