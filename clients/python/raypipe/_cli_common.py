@@ -28,6 +28,7 @@ from raypipe._errors import (
     RunFailedError,
     SpecError,
     UnavailableError,
+    UnimplementedError,
 )
 from raypipe._rpc import state_name
 from raypipe._specfile import SpecDumper, field_line, message_to_dict
@@ -126,6 +127,8 @@ def error_lines(error: BaseException, spec_file: Path | None = None) -> list[str
             lines.append(f"  {v.field}: {v.description}{where}")
         if isinstance(error, UnavailableError) and not error.reason:
             lines[0] += " (is a control plane running there? see --address)"
+        if isinstance(error, UnimplementedError) and not error.reason:
+            lines[0] += " (the control plane does not serve this call: older, or without runs?)"
         return lines
     if isinstance(error, SpecError):
         return [f"error: INVALID_SPEC_FILE: {error}"]
