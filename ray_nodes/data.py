@@ -110,7 +110,10 @@ class FittedScaler:
     dtype: str = "float64"
 
     def _array(self, name: str) -> np.ndarray:
-        return np.asarray(self.attributes[name], dtype=self.dtype)
+        # The dtypes scikit-learn computes with: the data's, except RobustScaler's scale_,
+        # which numpy's percentile gives as float64 and which is not cast before dividing.
+        dtype = np.float64 if (self.method, name) == ("robust", "scale_") else self.dtype
+        return np.asarray(self.attributes[name], dtype=dtype)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with :attr:`columns` scaled; other columns are shared, not copied.
@@ -266,10 +269,11 @@ class TrainedModel:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted labels (classification) or values (regression) for the rows of ``X``."""
         predicted = np.asarray(self.estimator.predict(self.features(X)))
+        if predicted.ndim == 2 and predicted.shape[1] == 1:
+            predicted = predicted[:, 0]  # CatBoost's multiclass labels come as a column
         if self.label_encoded and self.classes is not None:
-            return np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)[
-                predicted.astype(np.int64).ravel()
-            ]
+            labels = np.asarray(self.classes, dtype=object if _mixed(self.classes) else None)
+            return labels[predicted.astype(np.int64)]
         return predicted
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -114,17 +114,18 @@ _REFUSED_HINTS = {
 }
 
 
-def infer_format(path: str) -> str | None:
-    """The format a file name implies (``data.csv.gz`` -> ``csv``), or None."""
+def _inner_suffix(path: str) -> str:
+    """The lower-case suffix under any compression suffix (``a.tsv.gz`` -> ``.tsv``)."""
     suffixes = [s.lower() for s in Path(path).suffixes]
     while suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
         suffixes.pop()
-    if not suffixes:
-        return None
-    for name, extensions in FORMATS.items():
-        if suffixes[-1] in extensions:
-            return name
-    return None
+    return suffixes[-1] if suffixes else ""
+
+
+def infer_format(path: str) -> str | None:
+    """The format a file name implies (``data.csv.gz`` -> ``csv``), or None."""
+    suffix = _inner_suffix(path)
+    return next((name for name, exts in FORMATS.items() if suffix in exts), None)
 
 
 class DataLoaderNode(NodeType):
@@ -281,7 +282,7 @@ def _select(frame: Dataset, columns: list[str] | None) -> Dataset:
 
 
 def _read_csv(path: Path, columns: list[str] | None, options: dict[str, Any]) -> Dataset:
-    if path.suffix.lower() == ".tsv" and "sep" not in options and "delimiter" not in options:
+    if _inner_suffix(path.name) == ".tsv" and not {"sep", "delimiter"} & set(options):
         options["sep"] = "\t"
     header = pd.read_csv(path, nrows=0, **_without(options, "nrows", "skipfooter", "engine"))
     if columns is not None:

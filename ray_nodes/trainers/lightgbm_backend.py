@@ -56,7 +56,8 @@ class LightGBMBackend(TrainerBackend):
     Hyperparameters are the wrapper's arguments (``n_estimators``, ``num_leaves``,
     ``learning_rate``, ...) and any native LightGBM parameter or alias
     (``feature_fraction``, ``min_data_in_leaf``, ...). ``n_jobs`` is the node's CPUs,
-    ``random_state`` the node's seed, and ``verbose`` defaults to -1 (quiet). Training
+    ``random_state`` the node's seed, and ``verbose`` defaults to -1 (quiet). Class labels
+    other than ``0..k-1`` are encoded for training and decoded on prediction. Training
     reports the last iteration's training metric (``train_binary_logloss``, ``train_l2``,
     ...). Saved in LightGBM's text format; loaded with ``lightgbm.Booster``.
     """
@@ -64,6 +65,9 @@ class LightGBMBackend(TrainerBackend):
     name: ClassVar[str] = "lightgbm"
     library: ClassVar[str] = "lightgbm"
     formats: ClassVar[tuple[str, ...]] = ("txt",)
+    # The wrapper encodes labels itself but not those of eval_X/eval_y, which hold the
+    # training labels here; the node encodes them for both.
+    needs_encoded_labels: ClassVar[bool] = True
     reserved: ClassVar[Mapping[str, str]] = {
         key: _THREADS for key in ("n_jobs", "num_threads", "num_thread", "nthread", "nthreads")
     } | {key: _SEED for key in ("random_state", "seed", "random_seed")}
@@ -116,4 +120,6 @@ class LightGBMBackend(TrainerBackend):
         import lightgbm
 
         booster = lightgbm.Booster(model_file=str(path))
-        return BoosterModel(booster, str(manifest["task"]), manifest.get("classes"))
+        # Labels the node encoded are decoded by TrainedModel; the model gives indices then.
+        classes = None if manifest.get("label_encoded") else manifest.get("classes")
+        return BoosterModel(booster, str(manifest["task"]), classes)

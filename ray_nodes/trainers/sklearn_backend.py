@@ -142,7 +142,9 @@ class SklearnBackend(TrainerBackend):
         cls = classes[estimator]
         params = {key: _coerce(cls, key, value)[0] for key, value in hyperparameters.items()}
         names = set(cls._get_param_names())  # type: ignore[attr-defined]
-        if "n_jobs" in names:
+        if "n_jobs" in names and n_threads > 1:
+            # n_jobs=None already means one thread; leaving it unset at 1 also keeps clear of
+            # classes that deprecate it (LogisticRegression warns whenever it is set).
             params["n_jobs"] = n_threads
         if "random_state" in names:
             params["random_state"] = random_state
