@@ -306,11 +306,14 @@ def _never_fires(timing: ScheduleTiming, *, now: datetime | None, prefix: str) -
         return []
     if end is None:
         return []
-    base = max(filter(None, (start, now)), default=None)
-    if base is None:
+    if start is not None and (now is None or start > now):
+        base, after = start, start - timedelta(microseconds=1)  # start_time is inclusive
+    elif now is not None:
+        base = after = now  # a new schedule fires strictly after its creation
+    else:
         return []
     unbounded = replace(timing, end_time=None)
-    first = next_fire_after(unbounded, base - timedelta(microseconds=1), anchor=now or start)
+    first = next_fire_after(unbounded, after, anchor=now or start)
     if first is None or first <= end:
         return []
     return [

@@ -352,6 +352,16 @@ def test_never_fires_between_start_and_end() -> None:
     }
 
 
+def test_interval_created_now_first_fires_one_period_later() -> None:
+    timing = ScheduleTiming(IntervalTrigger(timedelta(days=1)), end_time=NOW + HOUR)
+    assert problems(timing) == {
+        "schedule.end_time": [
+            "the schedule would never fire: its first fire time from 2025-06-01T12:00:00Z on "
+            "is 2025-06-02T12:00:00Z, after end_time 2025-06-01T13:00:00Z"
+        ]
+    }
+
+
 def test_load_zone() -> None:
     assert load_zone("Europe/Berlin").key == "Europe/Berlin"
     assert load_zone("").key == "UTC"
