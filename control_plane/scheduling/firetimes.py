@@ -250,8 +250,9 @@ def due_fires(
 
     Args:
         timing: A valid timing.
-        last_fire: The nominal time of the last fire already handled (run or skipped);
-            None if none was, in which case ``anchor`` (the creation or resume time) is
+        last_fire: The instant up to which fires are handled: the nominal time of the
+            last fire run or skipped or, after a resume, the resume time (so fires missed
+            while paused are not run). None before the first fire: ``anchor`` is then
             the start.
         now: The current time (aware).
         anchor: The schedule's creation time: the start when ``last_fire`` is None, and

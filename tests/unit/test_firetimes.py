@@ -305,6 +305,14 @@ def test_without_last_fire_the_anchor_is_the_start() -> None:
     assert decision.next_fire == at(1, 18)
 
 
+def test_resume_does_not_run_fires_missed_while_paused() -> None:
+    # Paused at 01:30, resumed at 05:20: the loop passes the resume time as last_fire.
+    decision = due_fires(cron("0 * * * *"), at(5, 20), at(5, 20))
+    assert decision.fires == ()
+    assert decision.skipped == 0
+    assert decision.next_fire == at(6)
+
+
 def test_long_downtime_is_counted() -> None:
     decision = due_fires(cron("* * * * *"), at(0), at(0) + 30 * DAY)
     assert decision.fires == (at(0) + 30 * DAY,)
