@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from google.protobuf import json_format, struct_pb2
 
 from control_plane.errors import NotFoundError
-from control_plane.storage.repository import Repository, RunChange
+from control_plane.storage.repository import NewRun, Repository, RunChange
 from ray_nodes.engine import ArtifactRef, EngineEvent, RayEngine, RunSubmission
 from raypipe.v1 import node_type_pb2, run_pb2
 
@@ -271,10 +271,18 @@ class RunSupervisor:
     """Submits runs to the engine and records what the engine reports, in one thread."""
 
     def __init__(
-        self, repository: Repository, engine: RayEngine, *, poll_timeout: float = 1.0
+        self,
+        repository: Repository,
+        engine: RayEngine,
+        *,
+        artifact_root: str,
+        data_roots: tuple[str, ...],
+        poll_timeout: float = 1.0,
     ) -> None:
         self._repo = repository
         self._engine = engine
+        self.artifact_root = artifact_root
+        self.data_roots = data_roots
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
@@ -308,6 +316,64 @@ class RunSupervisor:
         self._stop.set()
         self._thread.join(timeout=self._poll_timeout + 5)
 
+    def launch(
+        self,
+        new: NewRun,
+        spec: bytes,
+        reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
+    ) -> run_pb2.Run:
+        """Store a new run and hand it to the engine; the one way runs start.
+
+        A ``request_id`` (or a (schedule, scheduled_time)) seen before returns the stored run
+        without submitting it again. If Ray cannot take the run it is recorded FAILED.
+        """
+        stored, created = self._repo.create_run(new)
+        if not created:
+            return stored
+        submission = build_submission(
+            stored, spec, artifact_root=self.artifact_root, data_roots=self.data_roots, reuse=reuse
+        )
+        try:
+            self.submit(submission)
+        except Exception as e:
+            log.exception("run %s: submission to Ray failed", new.run_id)
+            error = run_pb2.ExecutionError(
+                type=f"{type(e).__module__}.{type(e).__qualname__}",
+                message=f"could not hand the run to Ray: {e}",
+            )
+            stored = self._finish(new.run_id, RunState.STATE_FAILED, error)
+        return stored
+
+    def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
+        """Record CANCELLING (once) and ask the engine to stop the run."""
+        run_id = run.name.removeprefix("runs/")
+        if run.state != RunState.STATE_CANCELLING:
+            event = run_pb2.RunEvent(
+                type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
+                run_state=RunState.STATE_CANCELLING,
+                message="cancel requested",
+            )
+            event.time.GetCurrentTime()
+            run, _ = self._repo.record(
+                run_id, RunChange(state=RunState.STATE_CANCELLING, events=[event])
+            )
+            self.notifier.notify([run_id])
+        self._engine.cancel(run_id)
+        return run
+
+    def _finish(self, run_id: str, state: int, error: run_pb2.ExecutionError) -> run_pb2.Run:
+        """Record a terminal state that the engine will never report."""
+        now = datetime.now(UTC)
+        event = run_pb2.RunEvent(
+            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED, run_state=state, message=error.message
+        )
+        event.time.FromDatetime(now)
+        run, _ = self._repo.record(
+            run_id, RunChange(state=state, end_time=now, error=error, events=[event])
+        )
+        self.notifier.notify([run_id])
+        return run
+
     def submit(self, submission: RunSubmission) -> None:
         """Hand a stored PENDING run to the engine and follow it."""
         with self._lock:
@@ -319,24 +385,12 @@ class RunSupervisor:
 
     def _lose(self, run_id: str) -> None:
         """The engine does not know an active run: its supervisor (or the cluster) was lost."""
-        now = datetime.now(UTC)
         message = "the Ray cluster lost this run (its supervisor or the cluster restarted)"
-        event = run_pb2.RunEvent(
-            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
-            run_state=RunState.STATE_FAILED,
-            message=message,
-        )
-        event.time.FromDatetime(now)
-        self._repo.record(
+        self._finish(
             run_id,
-            RunChange(
-                state=RunState.STATE_FAILED,
-                end_time=now,
-                error=run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
-                events=[event],
-            ),
+            RunState.STATE_FAILED,
+            run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
         )
-        self.notifier.notify([run_id])
         log.warning("run %s: %s", run_id, message)
 
     def _loop(self) -> None:

@@ -144,17 +144,16 @@ class ControlPlane:
         self.engine.start()
         self.ray_address = address
         data_roots = tuple(str(p) for p in cfg.data_roots) or (str(Path.cwd()),)
-        self.supervisor = RunSupervisor(repo, self.engine)
+        self.supervisor = RunSupervisor(
+            repo, self.engine, artifact_root=cfg.artifact_location, data_roots=data_roots
+        )
         self.supervisor.start(
             lambda run_id: rebuild_submission(
                 repo, run_id, artifact_root=cfg.artifact_location, data_roots=data_roots
             )
         )
         run_service_pb2_grpc.add_RunServiceServicer_to_server(
-            RunService(
-                repo, self.supervisor, artifact_root=cfg.artifact_location, data_roots=data_roots
-            ),
-            server,
+            RunService(repo, self.supervisor), server
         )
 
     def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import json_format
@@ -17,12 +16,11 @@ from control_plane.runs import (
     TERMINAL_RUN_STATES,
     RunState,
     RunSupervisor,
-    build_submission,
     reusable_outputs,
     struct_of,
 )
 from control_plane.services._rpc import streaming, unary
-from control_plane.storage.repository import NewRun, Repository, RunChange, RunFilter
+from control_plane.storage.repository import NewRun, Repository, RunFilter
 from ray_nodes.engine import ArtifactRef
 from raypipe.v1 import run_pb2, run_service_pb2_grpc
 from raypipe.v1 import run_service_pb2 as pb
@@ -40,14 +38,10 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         repository: Repository,
         supervisor: RunSupervisor,
         *,
-        artifact_root: str,
-        data_roots: tuple[str, ...],
         watch_poll_seconds: float = 1.0,
     ) -> None:
         self._repo = repository
         self._supervisor = supervisor
-        self._artifact_root = artifact_root
-        self._data_roots = data_roots
         self._watch_poll = watch_poll_seconds
 
     # --- create ------------------------------------------------------------------------------
@@ -126,37 +120,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         spec: bytes,
         reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
     ) -> run_pb2.Run:
-        stored, created = self._repo.create_run(new)
-        if not created:
-            return stored  # a retried request: the run exists and was submitted already
-        run_id = new.run_id
-        submission = build_submission(
-            stored,
-            spec,
-            artifact_root=self._artifact_root,
-            data_roots=self._data_roots,
-            reuse=reuse,
-        )
-        try:
-            self._supervisor.submit(submission)
-        except Exception as e:
-            log.exception("run %s: submission to Ray failed", run_id)
-            now = datetime.now(UTC)
-            error = run_pb2.ExecutionError(
-                type=f"{type(e).__module__}.{type(e).__qualname__}",
-                message=f"could not hand the run to Ray: {e}",
-            )
-            event = run_pb2.RunEvent(
-                type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
-                run_state=RunState.STATE_FAILED,
-                message=error.message,
-            )
-            event.time.FromDatetime(now)
-            stored, _ = self._repo.record(
-                run_id,
-                RunChange(state=RunState.STATE_FAILED, end_time=now, error=error, events=[event]),
-            )
-        return stored
+        return self._supervisor.launch(new, spec, reuse)
 
     # --- read --------------------------------------------------------------------------------
     @unary
@@ -208,19 +172,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 f"run {run.name!r} already ended ({RunState.Name(run.state)})",
                 reason="RUN_ALREADY_ENDED",
             )
-        if run.state != RunState.STATE_CANCELLING:
-            now = datetime.now(UTC)
-            event = run_pb2.RunEvent(
-                type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
-                run_state=RunState.STATE_CANCELLING,
-                message="cancel requested",
-            )
-            event.time.FromDatetime(now)
-            run, _ = self._repo.record(
-                run_id, RunChange(state=RunState.STATE_CANCELLING, events=[event])
-            )
-            self._supervisor.notifier.notify([run_id])
-        self._supervisor.cancel(run_id)
+        run = self._supervisor.request_cancel(run)
         return pb.CancelRunResponse(run=run)
 
     # --- watch -------------------------------------------------------------------------------
