@@ -8,6 +8,7 @@ an RPC added to the proto without SDK support fails this suite (as Temporal's
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
 import inspect
 import pkgutil
@@ -22,6 +23,7 @@ from google.protobuf import message_factory
 
 import raypipe
 import raypipe.v1
+from raypipe.v1 import schedule_pb2
 
 EXPECTED_EXPORTS = {
     "AbortedError",
@@ -153,6 +155,21 @@ SAMPLE_ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "CancelRun": (("abc",), {}),
     "WatchRun": (("abc",), {}),
     "RetryRun": (("abc",), {}),
+    "CreateSchedule": (
+        ("churn",),
+        {"cron": "0 6 * * MON-FRI", "time_zone": "Europe/Berlin", "request_id": "r1"},
+    ),
+    "GetSchedule": (("nightly",), {}),
+    "ListSchedules": ((), {"pipeline": "churn"}),
+    "UpdateSchedule": (("nightly",), {"every": "15m", "overlap_policy": "skip"}),
+    "DeleteSchedule": (("nightly",), {"etag": "e1"}),
+    "PauseSchedule": (("nightly",), {"note": "maintenance"}),
+    "ResumeSchedule": (("schedules/nightly",), {}),
+    "TriggerSchedule": (("nightly",), {"request_id": "t1"}),
+    "BackfillSchedule": (
+        ("nightly",),
+        {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-02T00:00:00Z"},
+    ),
 }
 
 
@@ -237,3 +254,47 @@ def test_each_wrapper_calls_its_rpc(method: Any, recorder: tuple[Recorder, str])
         if hasattr(request, "request_id"):  # fresh per call, so not equal between the two
             request.ClearField("request_id")
     assert sync_request == async_request, "the sync and async clients send the same request"
+
+
+def test_schedule_requests_carry_what_the_keywords_say(recorder: tuple[Recorder, str]) -> None:
+    handler, address = recorder
+    handler.calls.clear()
+    with raypipe.Client(address) as client:
+        client.create_schedule(
+            "churn",
+            version=3,
+            every=dt.timedelta(minutes=15),
+            parameters={"lr": 0.1},
+            overlap_policy="buffer_one",
+            catchup_policy="CATCHUP_POLICY_LATEST",
+            jitter="30s",
+            retry={"max_retries": 2, "initial_backoff": 5},
+            start_time=dt.datetime(2025, 1, 1, 8, tzinfo=dt.UTC),
+            schedule_id="churn-nightly",
+        )
+        client.update_schedule("nightly", cron="@hourly", max_runs=None, etag="e")
+        with pytest.raises(ValueError, match="one trigger"):
+            client.create_schedule("churn", cron="@daily", every="1h")
+        with pytest.raises(ValueError, match="no time zone"):
+            client.create_schedule("churn", at=dt.datetime(2025, 1, 1))
+        with pytest.raises(TypeError, match="unknown fields: bogus"):
+            client.update_schedule("nightly", bogus=1)
+    created, updated = (call[1] for call in handler.calls)
+    s = created.schedule
+    assert created.schedule_id == "churn-nightly"
+    assert created.request_id, "an idempotency key is always sent"
+    assert s.pipeline_version == "pipelines/churn/versions/3"
+    assert s.pipeline == "", "a pinned version alone names what runs"
+    assert s.WhichOneof("trigger") == "interval"
+    assert s.interval.every.seconds == 900
+    assert s.parameters["lr"].number_value == 0.1
+    assert s.overlap_policy == schedule_pb2.OVERLAP_POLICY_BUFFER_ONE
+    assert s.catchup_policy == schedule_pb2.CATCHUP_POLICY_LATEST
+    assert s.jitter.seconds == 30
+    assert (s.retry.max_retries, s.retry.initial_backoff.seconds) == (2, 5)
+    assert s.start_time.ToJsonString() == "2025-01-01T08:00:00Z"
+
+    assert updated.schedule.name == "schedules/nightly"
+    assert updated.schedule.etag == "e"
+    assert updated.schedule.cron.expression == "@hourly"
+    assert list(updated.update_mask.paths) == ["cron", "max_runs"]

@@ -29,6 +29,7 @@ from raypipe._handles import AsyncRunHandle
 from raypipe._names import PipelineRef, RunRef, VersionRef, pipeline_name, run_name, version_name
 from raypipe._paging import AsyncPageIterator, Page
 from raypipe._rpc import ApplyResult
+from raypipe._schedules import AsyncScheduleMethods
 from raypipe._specfile import SpecLike
 from raypipe.v1 import (
     node_type_pb2,
@@ -38,13 +39,14 @@ from raypipe.v1 import (
     run_pb2,
     run_service_pb2,
     run_service_pb2_grpc,
+    schedule_service_pb2_grpc,
 )
 
 T = TypeVar("T")
 _KEEP: Any = object()
 
 
-class AsyncClient:
+class AsyncClient(AsyncScheduleMethods):
     """An asyncio connection to a raypipe control plane; see :class:`raypipe.Client`.
 
     .. code-block:: python
@@ -84,6 +86,7 @@ class AsyncClient:
         self._owns_channel = True
         self._pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(self._channel)
         self._runs = run_service_pb2_grpc.RunServiceStub(self._channel)
+        self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ class Pipeline:
 
     @failure_policy.setter
     def failure_policy(self, value: str | int | None) -> None:
-        self._failure_policy = _enum(
+        self._failure_policy = enum_value(
             pipeline_spec_pb2.FailurePolicy, "FAILURE_POLICY_", value, "failure_policy"
         )
 
@@ -311,7 +311,8 @@ class Pipeline:
 # --- option parsing -----------------------------------------------------------------------
 
 
-def _enum(enum: Any, prefix: str, value: str | int | None, what: str) -> Any:
+def enum_value(enum: Any, prefix: str, value: str | int | None, what: str) -> Any:
+    """An enum number from a short name (``"preferred"``), a full name or a number."""
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
@@ -347,7 +348,7 @@ def _resources(
         num_gpus=num_gpus or 0.0,
         memory_bytes=memory(memory_bytes) if memory_bytes is not None else 0,
         accelerator_type=accelerator_type or "",
-        gpu_policy=_enum(
+        gpu_policy=enum_value(
             pipeline_spec_pb2.GpuPolicy, "GPU_POLICY_", gpu_policy, f"node {node_id!r}: gpu_policy"
         ),
     )

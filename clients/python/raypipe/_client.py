@@ -26,6 +26,7 @@ from raypipe._handles import RunHandle
 from raypipe._names import PipelineRef, RunRef, VersionRef, pipeline_name, run_name, version_name
 from raypipe._paging import Page, PageIterator
 from raypipe._rpc import ApplyResult
+from raypipe._schedules import ScheduleMethods
 from raypipe._specfile import SpecLike
 from raypipe.v1 import (
     node_type_pb2,
@@ -35,13 +36,14 @@ from raypipe.v1 import (
     run_pb2,
     run_service_pb2,
     run_service_pb2_grpc,
+    schedule_service_pb2_grpc,
 )
 
 T = TypeVar("T")
 _KEEP: Any = object()  # "leave as it is" for with_options
 
 
-class Client:
+class Client(ScheduleMethods):
     """A connection to a raypipe control plane.
 
     .. code-block:: python
@@ -87,6 +89,7 @@ class Client:
         self._owns_channel = True
         self._pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(self._channel)
         self._runs = run_service_pb2_grpc.RunServiceStub(self._channel)
+        self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
 
     # --- plumbing ---------------------------------------------------------------------------
 

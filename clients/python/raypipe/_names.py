@@ -27,8 +27,12 @@ PipelineVersion message."""
 RunRef = str | Named
 """A run: its id, its name (``runs/abc``), a Run message or a RunHandle."""
 
+ScheduleRef = str | Named
+"""A schedule: its id, its name (``schedules/nightly``) or a Schedule message."""
+
 PIPELINES = "pipelines/"
 RUNS = "runs/"
+SCHEDULES = "schedules/"
 
 
 def _text(ref: str | Named, what: str) -> str:
@@ -93,3 +97,9 @@ def run_name(ref: RunRef) -> str:
     """``abc`` or ``runs/abc`` (or a Run message or handle) -> ``runs/abc``."""
     text = _text(ref, "run")
     return text if text.startswith(RUNS) else RUNS + text
+
+
+def schedule_name(ref: ScheduleRef) -> str:
+    """``nightly`` or ``schedules/nightly`` (or a Schedule message) -> ``schedules/nightly``."""
+    text = _text(ref, "schedule")
+    return text if text.startswith(SCHEDULES) else SCHEDULES + text

@@ -32,12 +32,14 @@ from raypipe.v1 import (
     pipeline_service_pb2,
     run_pb2,
     run_service_pb2,
+    schedule_service_pb2,
 )
 
 #: The services the SDK speaks; gRPC's retry policy covers each of them.
 SERVICES: tuple[Any, ...] = (
     pipeline_service_pb2.DESCRIPTOR.services_by_name["PipelineService"],
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"],
+    schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # as the server; a 10,000-node spec fits easily
