@@ -94,6 +94,29 @@ def plane(tmp_path: Path, db_url: str) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
+def run_plane(tmp_path: Path, ray_head) -> Iterator[ControlPlane]:  # type: ignore[no-untyped-def]
+    """An in-process control plane serving runs on the session's Ray cluster (SQLite)."""
+    cp = ControlPlane(
+        ServerConfig(
+            data_dir=tmp_path / "data",
+            port=0,
+            ray_address=ray_head.address,
+            data_roots=(tmp_path,),
+        )
+    )
+    cp.start()
+    yield cp
+    cp.stop(grace=1)
+
+
+@pytest.fixture
+def run_api(run_plane: ControlPlane) -> Iterator[Api]:
+    a = Api.connect(f"127.0.0.1:{run_plane.port}")
+    yield a
+    a.channel.close()
+
+
+@pytest.fixture
 def api(plane: ControlPlane) -> Iterator[Api]:
     a = Api.connect(f"127.0.0.1:{plane.port}")
     yield a
@@ -103,9 +126,10 @@ def api(plane: ControlPlane) -> Iterator[Api]:
 class ServerProcess:
     """``raypipe serve`` as a real child process, for restart and kill -9 tests."""
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra = extra
+        self.env = env or {}
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
         self.log = data_dir.parent / "server.log"
@@ -154,8 +178,11 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
-    sp = ServerProcess(tmp_path / "data")
+def server_process(tmp_path: Path, ray_head) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    """`raypipe serve` in a child process, on the session's Ray cluster."""
+    sp = ServerProcess(
+        tmp_path / "data", "--ray-address", ray_head.address, env=ray_head.client_env()
+    )
     yield sp
     if sp.proc is not None and sp.proc.poll() is None:
         sp.proc.kill()

@@ -1,0 +1,421 @@
+"""RunService end to end: a real server, a real local Ray cluster, a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+
+import grpc
+
+from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
+from raypipe.v1 import pipeline_service_pb2 as ppb
+from raypipe.v1 import run_service_pb2 as rpb
+from tests.integration.conftest import Api, ServerProcess, expect_error
+
+RunState = run_pb2.Run.State
+NodeState = run_pb2.NodeExecution.State
+TERMINAL = {RunState.STATE_SUCCEEDED, RunState.STATE_FAILED, RunState.STATE_CANCELLED}
+Spec = pipeline_spec_pb2.PipelineSpec
+
+
+def noop(
+    spec: Spec, node_id: str, *deps: str, sleep: float = 0, **resources: float
+) -> pipeline_spec_pb2.Node:
+    node = spec.nodes.add(id=node_id, type="noop", depends_on=deps)
+    if sleep:
+        node.params.update({"sleep_seconds": sleep})
+    for key, value in resources.items():
+        setattr(node.resources, key, value)
+    return node
+
+
+def chain(n: int, *, sleep: float = 0) -> Spec:
+    spec = Spec()
+    for i in range(n):
+        noop(spec, f"n{i}", *([f"n{i - 1}"] if i else []), sleep=sleep)
+    return spec
+
+
+def register(api: Api, pipeline_id: str, spec: Spec) -> str:
+    """Create the pipeline (if needed) and a version of ``spec``; returns the version name."""
+    existing = api.pipelines.ListPipelines(ppb.ListPipelinesRequest(page_size=1000)).pipelines
+    if f"pipelines/{pipeline_id}" not in {p.name for p in existing}:
+        api.pipelines.CreatePipeline(ppb.CreatePipelineRequest(pipeline_id=pipeline_id))
+    return api.pipelines.CreatePipelineVersion(
+        ppb.CreatePipelineVersionRequest(
+            parent=f"pipelines/{pipeline_id}",
+            pipeline_version=pipeline_pb2.PipelineVersion(spec=spec),
+        )
+    ).pipeline_version.name
+
+
+def start(api: Api, pipeline_id: str, **kw: object) -> run_pb2.Run:
+    request_id = str(kw.pop("request_id", uuid.uuid4()))
+    return api.runs.CreateRun(
+        rpb.CreateRunRequest(
+            run=run_pb2.Run(pipeline=f"pipelines/{pipeline_id}", **kw), request_id=request_id
+        )  # type: ignore[arg-type]
+    ).run
+
+
+def wait(api: Api, name: str, timeout: float = 60) -> run_pb2.Run:
+    """Follow WatchRun to the end and return the final run."""
+    last = None
+    for response in api.runs.WatchRun(rpb.WatchRunRequest(name=name), timeout=timeout):
+        last = response.run
+    assert last is not None
+    assert last.state in TERMINAL, RunState.Name(last.state)
+    return last
+
+
+def states(run: run_pb2.Run) -> dict[str, str]:
+    return {n.node_id: NodeState.Name(n.state) for n in run.nodes}
+
+
+def test_chain_of_twenty_succeeds_with_full_records(run_api: Api) -> None:
+    register(run_api, "chain", chain(20))
+    run = start(run_api, "chain")
+    assert run.state == RunState.STATE_PENDING
+    assert run.pipeline_version == "pipelines/chain/versions/1"
+    final = wait(run_api, run.name)
+    assert final.state == RunState.STATE_SUCCEEDED
+    assert [n.node_id for n in final.nodes] == [f"n{i}" for i in range(20)]
+    previous_end = None
+    for node in final.nodes:
+        assert node.state == NodeState.STATE_SUCCEEDED
+        assert node.attempt == 1
+        assert node.start_time.ToNanoseconds() <= node.end_time.ToNanoseconds()
+        if previous_end is not None:  # a chain: each node starts after its upstream ended
+            assert node.start_time.ToNanoseconds() >= previous_end
+        previous_end = node.end_time.ToNanoseconds()
+        assert "duration_seconds" in node.metrics
+        assert "peak_memory_bytes" in node.metrics
+        assert node.ray_task_id
+    assert final.start_time.seconds
+    assert final.end_time.seconds
+    got = run_api.runs.GetRun(rpb.GetRunRequest(name=run.name)).run
+    assert got == final
+
+
+def test_diamond_runs_branches_in_parallel(run_api: Api) -> None:
+    spec = Spec()
+    noop(spec, "top")
+    noop(spec, "left", "top", sleep=1.5, num_cpus=0.5)
+    noop(spec, "right", "top", sleep=1.5, num_cpus=0.5)
+    noop(spec, "bottom", "left", "right")
+    register(run_api, "diamond", spec)
+    final = wait(run_api, start(run_api, "diamond").name)
+    assert final.state == RunState.STATE_SUCCEEDED
+    nodes = {n.node_id: n for n in final.nodes}
+    left, right = nodes["left"], nodes["right"]
+    # the branches overlap in time: each started before the other ended
+    assert left.start_time.ToNanoseconds() < right.end_time.ToNanoseconds()
+    assert right.start_time.ToNanoseconds() < left.end_time.ToNanoseconds()
+    assert nodes["bottom"].start_time.ToNanoseconds() >= max(
+        left.end_time.ToNanoseconds(), right.end_time.ToNanoseconds()
+    )
+
+
+def test_request_id_makes_create_idempotent(run_api: Api) -> None:
+    register(run_api, "idem", chain(2))
+    first = start(run_api, "idem", request_id="same-request")
+    second = start(run_api, "idem", request_id="same-request")
+    assert first.name == second.name
+    runs = run_api.runs.ListRuns(rpb.ListRunsRequest(pipeline="pipelines/idem")).runs
+    assert [r.name for r in runs] == [first.name]
+    wait(run_api, first.name)
+
+
+def test_default_version_is_resolved_at_creation(run_api: Api) -> None:
+    register(run_api, "pinned", chain(1))
+    run = start(run_api, "pinned")
+    register(run_api, "pinned", chain(2))  # a new default after the run was created
+    final = wait(run_api, run.name)
+    assert final.pipeline_version == "pipelines/pinned/versions/1"
+    assert len(final.nodes) == 1
+    pinned = run_api.runs.CreateRun(
+        rpb.CreateRunRequest(run=run_pb2.Run(pipeline_version="pipelines/pinned/versions/1"))
+    ).run
+    assert pinned.pipeline == "pipelines/pinned"
+    wait(run_api, pinned.name)
+
+
+def test_bad_create_requests(run_api: Api) -> None:
+    register(run_api, "bad", chain(1))
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    details = expect_error(run_api.runs.CreateRun, rpb.CreateRunRequest(run=run_pb2.Run()), invalid)
+    assert "run.pipeline" in details.violations
+    run = run_pb2.Run(pipeline="pipelines/bad")
+    run.parameters["nope"].number_value = 1
+    details = expect_error(run_api.runs.CreateRun, rpb.CreateRunRequest(run=run), invalid)
+    assert "run.parameters['nope']" in details.violations
+    expect_error(
+        run_api.runs.CreateRun,
+        rpb.CreateRunRequest(run=run_pb2.Run(pipeline="pipelines/ghost")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    expect_error(
+        run_api.runs.CreateRun,
+        rpb.CreateRunRequest(run=run_pb2.Run(pipeline_version="pipelines/bad/versions/7")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    run_api.pipelines.CreatePipeline(ppb.CreatePipelineRequest(pipeline_id="empty"))
+    details = expect_error(
+        run_api.runs.CreateRun,
+        rpb.CreateRunRequest(run=run_pb2.Run(pipeline="pipelines/empty")),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert details.reason == "PIPELINE_HAS_NO_VERSION"
+    expect_error(
+        run_api.runs.GetRun, rpb.GetRunRequest(name="runs/nope"), grpc.StatusCode.NOT_FOUND
+    )
+    expect_error(run_api.runs.ListRuns, rpb.ListRunsRequest(page_size=-1), invalid)
+
+
+def _failing_spec(policy: int) -> Spec:
+    """``bad`` asks for a GPU this cluster lacks (fails at once); ``slow`` is independent."""
+    spec = Spec(failure_policy=policy)
+    noop(spec, "root")
+    noop(spec, "bad", "root", num_gpus=1)
+    noop(spec, "after_bad", "bad")
+    noop(spec, "slow", "root", sleep=2)
+    noop(spec, "after_slow", "slow")
+    return spec
+
+
+def test_fail_fast_cancels_everything_else(run_api: Api) -> None:
+    register(run_api, "failfast", _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_FAIL_FAST))
+    final = wait(run_api, start(run_api, "failfast").name)
+    assert final.state == RunState.STATE_FAILED
+    got = states(final)
+    assert got["root"] == "STATE_SUCCEEDED"
+    assert got["bad"] == "STATE_FAILED"
+    assert got["after_bad"] == "STATE_SKIPPED"
+    assert got["slow"] in {"STATE_CANCELLED", "STATE_SUCCEEDED"}
+    assert got["after_slow"] in {"STATE_CANCELLED", "STATE_SKIPPED"}
+    assert final.error.node_id == "bad"
+    assert "bad" in final.error.message
+
+
+def test_continue_independent_finishes_other_branches(run_api: Api) -> None:
+    register(run_api, "cont", _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT))
+    final = wait(run_api, start(run_api, "cont").name)
+    assert final.state == RunState.STATE_FAILED
+    assert states(final) == {
+        "root": "STATE_SUCCEEDED",
+        "bad": "STATE_FAILED",
+        "after_bad": "STATE_SKIPPED",
+        "slow": "STATE_SUCCEEDED",
+        "after_slow": "STATE_SUCCEEDED",
+    }
+
+
+def test_gpu_node_fails_fast_naming_the_resource(run_api: Api) -> None:
+    spec = Spec()
+    noop(spec, "train", num_gpus=1)
+    register(run_api, "gpu", spec)
+    started = time.monotonic()
+    final = wait(run_api, start(run_api, "gpu").name, timeout=30)
+    assert time.monotonic() - started < 30  # plain Ray would wait forever
+    assert final.state == RunState.STATE_FAILED
+    node = final.nodes[0]
+    assert node.state == NodeState.STATE_FAILED
+    assert "train" in node.error.message
+    assert "GPU" in node.error.message
+
+
+def test_gpu_preferred_runs_on_cpu_and_says_so(run_api: Api) -> None:
+    spec = Spec()
+    node = noop(spec, "train", num_gpus=1)
+    node.resources.gpu_policy = pipeline_spec_pb2.GPU_POLICY_PREFERRED
+    register(run_api, "gpupref", spec)
+    final = wait(run_api, start(run_api, "gpupref").name)
+    assert final.state == RunState.STATE_SUCCEEDED
+    assert any("CPU" in note for note in final.nodes[0].notes), final.nodes[0].notes
+
+
+def test_data_loader_failure_keeps_type_message_and_traceback(run_api: Api) -> None:
+    spec = Spec()
+    spec.nodes.add(id="load", type="data_loader").params.update({"path": "missing.csv"})
+    register(run_api, "loadfail", spec)
+    final = wait(run_api, start(run_api, "loadfail").name)
+    assert final.state == RunState.STATE_FAILED
+    error = final.nodes[0].error
+    assert error.type
+    assert "missing.csv" in error.message
+    assert "Traceback" in error.traceback
+    assert final.error.node_id == "load"
+
+
+def test_cancel_running_run(run_api: Api) -> None:
+    register(run_api, "cancel", chain(4, sleep=30))
+    run = start(run_api, "cancel")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait for the first node to run
+        current = run_api.runs.GetRun(rpb.GetRunRequest(name=run.name)).run
+        if current.nodes[0].state == NodeState.STATE_RUNNING:
+            break
+        time.sleep(0.1)
+    cancelled_at = time.monotonic()
+    response = run_api.runs.CancelRun(rpb.CancelRunRequest(name=run.name)).run
+    assert response.state in {RunState.STATE_CANCELLING, RunState.STATE_CANCELLED}
+    final = wait(run_api, run.name, timeout=30)
+    assert time.monotonic() - cancelled_at < 10
+    assert final.state == RunState.STATE_CANCELLED
+    assert final.nodes[0].state == NodeState.STATE_CANCELLED
+    for node in final.nodes[1:]:  # later nodes never started
+        assert node.state in {NodeState.STATE_CANCELLED, NodeState.STATE_SKIPPED}
+        assert node.attempt == 0
+    details = expect_error(
+        run_api.runs.CancelRun,
+        rpb.CancelRunRequest(name=run.name),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert details.reason == "RUN_ALREADY_ENDED"
+
+
+def test_retry_reuses_succeeded_nodes(run_api: Api) -> None:
+    register(run_api, "retry", chain(3, sleep=0.2))
+    spec = chain(3, sleep=0.2)
+    spec.nodes[2].params.update({"sleep_seconds": 30})
+    register(run_api, "retry", spec)
+    run = start(run_api, "retry")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = run_api.runs.GetRun(rpb.GetRunRequest(name=run.name)).run
+        if current.nodes[2].state == NodeState.STATE_RUNNING:
+            break
+        time.sleep(0.1)
+    run_api.runs.CancelRun(rpb.CancelRunRequest(name=run.name))
+    first = wait(run_api, run.name)
+    assert states(first)["n0"] == "STATE_SUCCEEDED"
+    expect_error(
+        run_api.runs.RetryRun, rpb.RetryRunRequest(name="runs/nope"), grpc.StatusCode.NOT_FOUND
+    )
+    retried = run_api.runs.RetryRun(rpb.RetryRunRequest(name=run.name)).run
+    assert retried.retry_of == run.name
+    assert retried.pipeline_version == first.pipeline_version
+    # the retry is itself cancelled once its last node runs; what matters is what it reused
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = run_api.runs.GetRun(rpb.GetRunRequest(name=retried.name)).run
+        if current.nodes[2].state == NodeState.STATE_RUNNING:
+            break
+        time.sleep(0.1)
+    assert states(current)["n0"] == "STATE_CACHED"
+    assert states(current)["n1"] == "STATE_CACHED"
+    assert current.nodes[0].cached_from == run.name
+    run_api.runs.CancelRun(rpb.CancelRunRequest(name=retried.name))
+    wait(run_api, retried.name)
+
+
+def test_only_failed_or_cancelled_runs_can_be_retried(run_api: Api) -> None:
+    register(run_api, "done", chain(1))
+    final = wait(run_api, start(run_api, "done").name)
+    details = expect_error(
+        run_api.runs.RetryRun,
+        rpb.RetryRunRequest(name=final.name),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert details.reason == "RUN_NOT_RETRYABLE"
+
+
+def test_retry_after_failure_executes_only_what_failed(run_api: Api) -> None:
+    spec = Spec(failure_policy=pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT)
+    noop(spec, "a")
+    noop(spec, "b", "a")
+    noop(spec, "gpu", "a", num_gpus=1)
+    register(run_api, "retryfail", spec)
+    first = wait(run_api, start(run_api, "retryfail").name)
+    assert states(first) == {"a": "STATE_SUCCEEDED", "b": "STATE_SUCCEEDED", "gpu": "STATE_FAILED"}
+    second = wait(run_api, run_api.runs.RetryRun(rpb.RetryRunRequest(name=first.name)).run.name)
+    assert states(second) == {"a": "STATE_CACHED", "b": "STATE_CACHED", "gpu": "STATE_FAILED"}
+    assert second.nodes[0].cached_from == first.name
+
+
+def _watch(api: Api, name: str, sink: list[rpb.WatchRunResponse]) -> None:
+    for response in api.runs.WatchRun(rpb.WatchRunRequest(name=name), timeout=60):
+        sink.append(response)
+
+
+def test_watch_from_two_clients_one_joining_late(run_api: Api) -> None:
+    register(run_api, "watched", chain(4, sleep=0.5))
+    run = start(run_api, "watched")
+    early: list[rpb.WatchRunResponse] = []
+    t = threading.Thread(target=_watch, args=(run_api, run.name, early))
+    t.start()
+    time.sleep(1.2)
+    late: list[rpb.WatchRunResponse] = []
+    _watch(run_api, run.name, late)
+    t.join()
+    for stream in (early, late):
+        assert stream[0].event.type == run_pb2.RunEvent.TYPE_SNAPSHOT
+        assert stream[-1].run.state == RunState.STATE_SUCCEEDED
+        sequences = [r.event.sequence for r in stream[1:]]
+        assert sequences == sorted(sequences)
+        assert len(set(sequences)) == len(sequences)
+    # the early watcher saw every node start and finish
+    node_events = [
+        (r.event.node_id, NodeState.Name(r.event.node_state))
+        for r in early
+        if r.event.type == run_pb2.RunEvent.TYPE_NODE_STATE_CHANGED
+    ]
+    for i in range(4):
+        assert (f"n{i}", "STATE_RUNNING") in node_events
+        assert (f"n{i}", "STATE_SUCCEEDED") in node_events
+    # the late watcher's snapshot already showed progress
+    assert late[0].run.nodes[0].state == NodeState.STATE_SUCCEEDED
+
+
+def _events(api: Api, name: str) -> Iterable[rpb.WatchRunResponse]:
+    return list(api.runs.WatchRun(rpb.WatchRunRequest(name=name), timeout=60))
+
+
+def test_run_survives_kill9_of_the_server(server_process: ServerProcess) -> None:
+    api = Api.connect(server_process.start())
+    register(api, "survivor", chain(5, sleep=1.0))
+    run = start(api, "survivor")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = api.runs.GetRun(rpb.GetRunRequest(name=run.name)).run
+        if current.nodes[1].state == NodeState.STATE_RUNNING:
+            break
+        time.sleep(0.05)
+    api.channel.close()
+    server_process.kill9()
+    time.sleep(2.5)  # nodes finish while no control plane is there to see it
+    api = Api.connect(server_process.start())
+    final = wait(api, run.name)
+    assert final.state == RunState.STATE_SUCCEEDED
+    for node in final.nodes:
+        assert node.state == NodeState.STATE_SUCCEEDED
+        assert node.start_time.seconds
+        assert node.end_time.seconds
+    history = _events(api, run.name)
+    sequences = [r.event.sequence for r in history[1:]]
+    assert sequences == list(range(1, len(sequences) + 1)) or not sequences
+    # the snapshot's sequence covers the whole history: nothing was lost while down
+    events = [r.event for r in history]
+    assert events[0].sequence >= 11  # RUNNING + 5 x (RUNNING, SUCCEEDED) + SUCCEEDED
+    api.channel.close()
+
+
+def test_list_runs_filters(run_api: Api) -> None:
+    register(run_api, "lista", chain(1))
+    register(run_api, "listb", chain(1))
+    a = wait(run_api, start(run_api, "lista", labels={"team": "ml"}).name)
+    b = wait(run_api, start(run_api, "listb").name)
+    by_pipeline = run_api.runs.ListRuns(rpb.ListRunsRequest(pipeline="pipelines/lista")).runs
+    assert [r.name for r in by_pipeline] == [a.name]
+    by_state = run_api.runs.ListRuns(
+        rpb.ListRunsRequest(states=[RunState.STATE_SUCCEEDED], page_size=100)
+    ).runs
+    assert {a.name, b.name} <= {r.name for r in by_state}
+    by_label = run_api.runs.ListRuns(rpb.ListRunsRequest(filter='labels.team = "ml"')).runs
+    assert [r.name for r in by_label] == [a.name]
+    newest_first = run_api.runs.ListRuns(rpb.ListRunsRequest(page_size=2)).runs
+    assert (
+        newest_first[0].create_time.ToNanoseconds() >= newest_first[1].create_time.ToNanoseconds()
+    )
