@@ -41,8 +41,8 @@ def run_address_fixture(request: pytest.FixtureRequest) -> str:
     """A control plane that serves runs on the session's Ray; skipped where there is none."""
     try:
         plane = request.getfixturevalue("run_plane")
-    except pytest.FixtureLookupError:
-        pytest.skip("runs need the suite's `run_plane` fixture (a control plane on Ray)")
+    except pytest.FixtureLookupError as e:  # run_plane, or the session Ray it needs
+        pytest.skip(f"runs need a control plane on Ray; fixture {e.argname!r} is not defined")
     return f"127.0.0.1:{plane.port}"
 
 
