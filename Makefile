@@ -55,7 +55,7 @@ test: install postgres
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 run: install
-	$(PY) -m raypipe.demo
+	$(PY) examples/demo.py
 
 bench: install
 	$(PY) -m tests.bench

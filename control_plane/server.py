@@ -53,6 +53,8 @@ class ServerConfig:
         artifact_root: Where node outputs are stored (a directory or an fsspec URL); default
             ``data_dir/artifacts``.
         enable_runs: Serve RunService (needs Ray). Off, the server only manages pipelines.
+        stop_ray_on_exit: Stop the local Ray head this server started when it stops (runs
+            in flight end with it). Off by default, so runs outlive the server.
     """
 
     data_dir: Path
@@ -64,6 +66,7 @@ class ServerConfig:
     ray_address: str = ""
     artifact_root: str = ""
     enable_runs: bool = True
+    stop_ray_on_exit: bool = False
 
     @property
     def database_url(self) -> str:
@@ -174,6 +177,8 @@ class ControlPlane:
             self.supervisor.stop()
         if self.engine is not None:
             self.engine.close()  # runs go on inside Ray; a restarted server re-attaches
+        if self.local_head is not None and self.config.stop_ray_on_exit:
+            self.local_head.stop()
         if self.repository is not None:
             self.repository.close()
         log.info("raypipe control plane stopped")
@@ -191,7 +196,11 @@ def serve(config: ServerConfig) -> None:
     """Run the control plane until SIGTERM or SIGINT."""
     plane = ControlPlane(config)
     port = plane.start()
-    print(f"raypipe control plane listening on {config.host}:{port}", flush=True)
-    if plane.local_head is not None and plane.local_head.dashboard_url:
-        print(f"Ray dashboard: {plane.local_head.dashboard_url}", flush=True)
+    dashboard = plane.local_head.dashboard_url if plane.local_head is not None else ""
+    # One line, so scripts (and `make run`) can read the address and the dashboard at once.
+    print(
+        f"raypipe control plane listening on {config.host}:{port}"
+        + (f" (Ray dashboard: {dashboard})" if dashboard else ""),
+        flush=True,
+    )
     plane.wait()

@@ -79,6 +79,12 @@ def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
     default="",
     help="Address of an existing Ray cluster (default: start or reuse a local head).",
 )
+@click.option(
+    "--stop-ray-on-exit",
+    is_flag=True,
+    help="Stop the local Ray head this server started when it exits (default: leave it, so "
+    "runs outlive the server).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     host: str,
@@ -87,6 +93,7 @@ def serve(
     db_url: str,
     data_roots: tuple[Path, ...],
     ray_address: str,
+    stop_ray_on_exit: bool,
     log_level: str,
 ) -> None:
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
@@ -107,6 +114,7 @@ def serve(
             db_url=db_url,
             data_roots=roots,
             ray_address=ray_address,
+            stop_ray_on_exit=stop_ray_on_exit,
         )
     )
 
