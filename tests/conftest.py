@@ -49,3 +49,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'raypipe.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local Ray head for the whole session (2 CPUs), started as its own processes the
+    way `raypipe serve` starts it, and stopped at the end; this process is connected to it."""
+    import ray
+
+    from ray_nodes.cluster import ensure_local_head
+
+    head = ensure_local_head(tmp_path_factory.mktemp("ray"), num_cpus=2)
+    try:
+        yield head
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        head.stop()

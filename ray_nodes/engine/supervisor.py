@@ -1,0 +1,410 @@
+"""The run supervisor: one detached asyncio actor per Ray cluster that drives every run.
+
+Each run is one call of :meth:`Supervisor.drive`, named ``run/{run_id}``; every node task it
+submits has that call as its parent task, so ``ray list tasks --filter
+parent_task_id=<id of run/{run_id}>`` (or the dashboard) shows a run's tasks. The actor is
+created once and lives in Ray, not in the control plane: a run keeps going, and its events
+are kept, while the control plane is down. Events are held until the control plane
+acknowledges them (after it has stored them), so a restarted control plane loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError, TaskCancelledError
+
+from ray_nodes.engine.compiler import CompiledNode, compile_run
+from ray_nodes.engine.task import NodeError, execute_node, load_reused
+from ray_nodes.engine.types import (
+    TERMINAL_NODE_STATES,
+    EngineEvent,
+    NodeFailure,
+    RunSubmission,
+)
+
+log = logging.getLogger("raypipe.supervisor")
+
+#: How long cancelled nodes get to stop on their own (KeyboardInterrupt) before their
+#: worker is killed.
+CANCEL_GRACE_S = 2.0
+#: At most this many unacknowledged progress events are kept per run; older ones are
+#: coalesced away (state events are always kept).
+MAX_PROGRESS_EVENTS = 1000
+
+_execute = ray.remote(num_returns=2)(execute_node)
+_load = ray.remote(load_reused)
+
+
+@dataclass
+class _Node:
+    plan: CompiledNode
+    state: str = "PENDING"
+    attempt: int = 0
+    started_at: float = 0.0
+    out_ref: Any = None
+    info_ref: Any = None
+    failure: NodeFailure | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Run:
+    submission: RunSubmission
+    nodes: dict[str, _Node]
+    events: list[EngineEvent] = field(default_factory=list)
+    seq: int = 0
+    acked: int = 0
+    terminal: bool = False
+    cancelled: bool = False
+    failed: NodeFailure | None = None
+
+
+class Supervisor:
+    """Drives runs; see the module docstring. All methods run on the actor's event loop."""
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+        self._runs: dict[str, _Run] = {}
+        self._changed = asyncio.Condition()
+
+    # --- the control plane's calls ---------------------------------------------------------
+    async def drive(self, submission: RunSubmission) -> str:
+        """Execute a run to its end. Idempotent: a known run id returns at once."""
+        if submission.run_id in self._runs:
+            return "known"
+        try:
+            compiled = compile_run(submission)
+        except Exception as e:  # an invalid spec slipped through, or a node type is missing
+            run = _Run(submission, {})
+            self._runs[submission.run_id] = run
+            failure = NodeFailure("", f"{type(e).__module__}.{type(e).__qualname__}", str(e))
+            await self._emit(run, kind="run", state="FAILED", error=failure, message=str(e))
+            run.terminal = True
+            return "failed"
+        run = _Run(submission, {n.node_id: _Node(n) for n in compiled.nodes})
+        self._runs[submission.run_id] = run
+        await self._emit(run, kind="run", state="RUNNING", message="handed to Ray")
+        for node_id in compiled.impossible:
+            run.nodes[node_id].state = "FAILED"
+        await self._submit(run, compiled)
+        await asyncio.gather(*(self._follow(run, node) for node in run.nodes.values()))
+        await self._finish(run)
+        return "done"
+
+    async def cancel(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.terminal:
+            return False
+        run.cancelled = True
+        await self._cancel_nodes(run)
+        return True
+
+    async def poll(
+        self, cursors: Mapping[str, int], timeout_s: float
+    ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
+        """Events after each cursor, waiting up to ``timeout_s`` for the first. Returns early
+        (possibly empty) when a new run is submitted, so a caller can start following it."""
+        deadline = time.monotonic() + timeout_s
+        async with self._changed:
+            known = len(self._runs)
+            while True:
+                found: dict[str, list[EngineEvent]] = {}
+                unknown = [r for r in cursors if r not in self._runs]
+                for run_id, cursor in cursors.items():
+                    run = self._runs.get(run_id)
+                    if run is not None:
+                        new = [e for e in run.events if e.seq > cursor]
+                        if new:
+                            found[run_id] = new
+                remaining = deadline - time.monotonic()
+                if found or unknown or remaining <= 0 or len(self._runs) != known:
+                    return found, unknown
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    return {}, []
+
+    async def ack(self, run_id: str, seq: int) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.acked = max(run.acked, seq)
+        run.events = [e for e in run.events if e.seq > run.acked]
+        if run.terminal and not run.events:
+            del self._runs[run_id]  # its whole history is stored: forget it
+
+    async def known_runs(self) -> list[str]:
+        return list(self._runs)
+
+    async def ping(self) -> str:
+        return "ok"
+
+    # --- the node tasks' calls -------------------------------------------------------------
+    async def node_started(
+        self, run_id: str, node_id: str, attempt: int, task_id: str, at: float
+    ) -> None:
+        run = self._runs.get(run_id)
+        node = run.nodes.get(node_id) if run else None
+        if run is None or node is None or node.state in TERMINAL_NODE_STATES:
+            return
+        node.state, node.attempt, node.started_at = "RUNNING", attempt, at
+        await self._emit(
+            run,
+            kind="node",
+            node_id=node_id,
+            state="RUNNING",
+            attempt=attempt,
+            ray_task_id=task_id,
+            start_time=at,
+            message=f"node {node_id} running (attempt {attempt})",
+        )
+
+    async def node_progress(
+        self, run_id: str, node_id: str, attempt: int, metrics: dict[str, float], message: str
+    ) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run.terminal:
+            return
+        await self._emit(
+            run, kind="progress", node_id=node_id, attempt=attempt, metrics=metrics, message=message
+        )
+
+    # --- internals -------------------------------------------------------------------------
+    async def _emit(self, run: _Run, **fields: Any) -> None:
+        run.seq += 1
+        run.events.append(EngineEvent(seq=run.seq, time=time.time(), **fields))
+        progress = [e for e in run.events if e.kind == "progress"]
+        if len(progress) > MAX_PROGRESS_EVENTS:
+            # Nobody is acknowledging (the control plane is down): drop the oldest progress
+            # reports, never a state change. Sequence numbers are only cursors, so the gap
+            # they leave is harmless.
+            drop = {id(e) for e in progress[: len(progress) - MAX_PROGRESS_EVENTS]}
+            run.events = [e for e in run.events if id(e) not in drop]
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _submit(self, run: _Run, compiled: Any) -> None:
+        sub = run.submission
+        for plan in compiled.nodes:  # topological order: upstream refs exist
+            node = run.nodes[plan.node_id]
+            if compiled.impossible and compiled.fail_fast:
+                break  # the run fails before anything starts
+            if node.state == "FAILED" or any(run.nodes[u].out_ref is None for u in plan.upstream):
+                continue  # impossible, or downstream of an impossible node
+            if plan.node_id in sub.reuse:
+                node.out_ref = _load.options(
+                    name=f"{sub.pipeline_id}/{plan.node_id}", num_cpus=0.1
+                ).remote(sub.reuse[plan.node_id][1])
+                continue
+            args = [run.nodes[u].out_ref for u in plan.inputs]
+            refs = _execute.options(
+                name=f"{sub.pipeline_id}/{plan.node_id}", **plan.ray_options
+            ).remote(plan.task_plan, *args)
+            node.out_ref, node.info_ref = refs
+
+    async def _follow(self, run: _Run, node: _Node) -> None:
+        plan = node.plan
+        try:
+            await self._settle(run, node)
+        finally:
+            node.done.set()
+        if node.state == "FAILED" and run.failed is None:
+            run.failed = node.failure
+            if plan.fail_fast:
+                await self._cancel_nodes(run)
+
+    async def _settle(self, run: _Run, node: _Node) -> None:
+        plan = node.plan
+        if node.state == "FAILED":  # impossible resources, found before submission
+            node.failure = plan.impossible_failure
+            assert node.failure is not None
+            await self._emit(
+                run,
+                kind="node",
+                node_id=plan.node_id,
+                state="FAILED",
+                error=node.failure,
+                message=node.failure.message,
+                end_time=time.time(),
+            )
+            return
+        for up in plan.upstream:
+            await run.nodes[up].done.wait()
+        ups = [run.nodes[u].state for u in plan.upstream]
+        if node.out_ref is None or any(s in ("FAILED", "SKIPPED") for s in ups):
+            if run.cancelled or (
+                node.out_ref is None and not any(s in ("FAILED", "SKIPPED") for s in ups)
+            ):
+                await self._end(run, node, "CANCELLED", "never started: the run was cancelled")
+            else:
+                self._drop(node)
+                await self._end(run, node, "SKIPPED", "an upstream node failed")
+            return
+        if any(s == "CANCELLED" for s in ups):
+            self._drop(node)
+            await self._end(run, node, "CANCELLED", "an upstream node was cancelled")
+            return
+        if plan.node_id in run.submission.reuse:
+            source, _ = run.submission.reuse[plan.node_id]
+            try:
+                await node.out_ref
+            except Exception as e:
+                await self._fail(run, node, e)
+                return
+            node.state = "CACHED"
+            await self._emit(
+                run,
+                kind="node",
+                node_id=plan.node_id,
+                state="CACHED",
+                cached_from=source,
+                artifacts=run.submission.reuse[plan.node_id][1],
+                end_time=time.time(),
+                message=f"node {plan.node_id} reused the output of run {source}",
+            )
+            return
+        try:
+            info = await self._await_info(run, node)
+        except _Timeout as t:
+            await self._fail(run, node, t.error)
+            return
+        except Exception as e:
+            if run.cancelled or isinstance(e, TaskCancelledError) or node.state == "CANCELLED":
+                await self._end(run, node, "CANCELLED", "cancelled")
+            else:
+                await self._fail(run, node, e)
+            return
+        node.state = "SUCCEEDED"
+        await self._emit(
+            run,
+            kind="node",
+            node_id=plan.node_id,
+            state="SUCCEEDED",
+            attempt=info["attempt"],
+            metrics=info["metrics"],
+            artifacts=tuple(info["artifacts"]),
+            notes=tuple(dict.fromkeys((*plan.notes, *info["notes"]))),
+            ray_task_id=info["ray_task_id"],
+            start_time=info["start_time"],
+            end_time=info["end_time"],
+            message=f"node {plan.node_id} succeeded",
+        )
+
+    async def _await_info(self, run: _Run, node: _Node) -> dict[str, Any]:
+        timeout = node.plan.timeout_s
+        if not timeout:
+            return await node.info_ref
+        waiter = asyncio.ensure_future(node.info_ref)  # type: ignore[arg-type]
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=0.2)
+            if done:
+                return waiter.result()
+            if node.state == "RUNNING" and time.time() - node.started_at > timeout:
+                await self._stop_task(node)
+                raise _Timeout(
+                    TimeoutError(
+                        f"node {node.plan.node_id} ran longer than its timeout of {timeout:g} s"
+                    )
+                )
+
+    async def _fail(self, run: _Run, node: _Node, exc: BaseException) -> None:
+        failure = node.failure = _failure(node.plan.node_id, exc)
+        node.state = "FAILED"
+        await self._emit(
+            run,
+            kind="node",
+            node_id=node.plan.node_id,
+            state="FAILED",
+            attempt=node.attempt,
+            error=failure,
+            end_time=time.time(),
+            message=f"node {node.plan.node_id} failed: {failure.message}",
+        )
+
+    async def _end(self, run: _Run, node: _Node, state: str, message: str) -> None:
+        node.state = state
+        await self._emit(
+            run,
+            kind="node",
+            node_id=node.plan.node_id,
+            state=state,
+            attempt=node.attempt,
+            end_time=time.time(),
+            message=f"node {node.plan.node_id} {state.lower()}: {message}",
+        )
+
+    def _drop(self, node: _Node) -> None:
+        """A task whose upstream failed errors out by itself; cancel it so it frees nothing."""
+        if node.out_ref is not None:
+            try:
+                ray.cancel(node.out_ref, force=False)
+            except Exception:  # it may have finished with its upstream's error already
+                log.debug("cancel of a skipped node failed", exc_info=True)
+
+    async def _stop_task(self, node: _Node) -> None:
+        ray.cancel(node.out_ref, force=False)
+        waiter = asyncio.ensure_future(_settled(node.info_ref))
+        done, _ = await asyncio.wait({waiter}, timeout=CANCEL_GRACE_S)
+        if not done:  # the node ignores KeyboardInterrupt: kill its worker
+            try:
+                ray.cancel(node.out_ref, force=True)
+            except Exception:
+                log.debug("force cancel failed", exc_info=True)
+
+    async def _cancel_nodes(self, run: _Run) -> None:
+        pending = [
+            n
+            for n in run.nodes.values()
+            if n.state not in TERMINAL_NODE_STATES and n.out_ref is not None
+        ]
+        for node in pending:
+            node.state = "CANCELLED" if node.state == "PENDING" else node.state
+        await asyncio.gather(*(self._stop_task(n) for n in pending), return_exceptions=True)
+
+    async def _finish(self, run: _Run) -> None:
+        states = {n.state for n in run.nodes.values()}
+        if run.cancelled:
+            state, error = (
+                "CANCELLED",
+                NodeFailure("", "raypipe.RunCancelled", "the run was cancelled"),
+            )
+        elif states <= {"SUCCEEDED", "CACHED"}:
+            state, error = "SUCCEEDED", None
+        else:
+            state = "FAILED"
+            error = run.failed or NodeFailure("", "raypipe.RunFailed", "a node did not succeed")
+            if error.node_id:
+                error = replace(error, message=f"node {error.node_id} failed: {error.message}")
+        run.terminal = True
+        await self._emit(run, kind="run", state=state, error=error, message=f"run {state.lower()}")
+
+
+class _Timeout(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _settled(ref: Any) -> None:
+    try:
+        await ref
+    except Exception:
+        return
+
+
+def _failure(node_id: str, exc: BaseException) -> NodeFailure:
+    """The user's exception behind Ray's wrapping: type, message, traceback from the task."""
+    cause: BaseException = exc
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause if exc.cause is not None else exc
+    if isinstance(cause, NodeError):
+        return NodeFailure(node_id, cause.type_name, cause.message, cause.tb)
+    kind = type(cause)
+    return NodeFailure(node_id, f"{kind.__module__}.{kind.__qualname__}", str(cause), "")

@@ -1,0 +1,230 @@
+"""What runs inside each node's Ray task: the node type's ``run`` with retries, measurements
+and persistence of the output.
+
+The task returns two objects: the output, which downstream tasks take as an argument (it
+stays in Ray's object store, zero-copy for numpy/Arrow-backed data, and never passes through
+the supervisor or the control plane), and a small info dict the supervisor waits on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+
+from ray_nodes.engine.artifacts import load_output, store_output
+from ray_nodes.engine.types import ArtifactRef, NodeResult
+from ray_nodes.node import NodeContext
+
+SUPERVISOR_NAME = "raypipe-supervisor"
+_supervisor: Any = None
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything a node's task needs, fixed when the run is compiled."""
+
+    run_id: str
+    run_name: str
+    pipeline_id: str
+    node_id: str
+    type_name: str
+    params: dict[str, Any]
+    output_kind: str
+    num_cpus: float
+    artifact_root: str
+    data_roots: tuple[str, ...]
+    namespace: str
+    max_retries: int = 0
+    initial_backoff: float = 1.0
+    backoff_multiplier: float = 2.0
+    max_backoff: float = 0.0
+    retry_application_errors: bool = False
+    retry_on: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _handle(namespace: str) -> Any:
+    global _supervisor
+    if _supervisor is None:
+        _supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
+    return _supervisor
+
+
+def _rows(value: Any) -> int | None:
+    """Rows of a table-like value: DataFrames, Arrow tables, arrays, splits (train + test)."""
+    if value is None:
+        return None
+    x_train = getattr(value, "X_train", None)
+    if x_train is not None:
+        x_test = getattr(value, "X_test", None)
+        return len(x_train) + (len(x_test) if x_test is not None else 0)
+    num_rows = getattr(value, "num_rows", None)
+    if isinstance(num_rows, int):
+        return num_rows
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and shape:
+        return int(shape[0])
+    return None
+
+
+class _PeakRss:
+    """Samples the worker's resident memory while a node runs; ``peak`` is the highest seen
+    (workers are reused, so the process's lifetime maximum would not be this node's)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        return self.peak
+
+
+def _retryable(plan: NodePlan, exc: BaseException) -> bool:
+    if plan.retry_on:
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        names |= {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__}
+        return bool(names & set(plan.retry_on))
+    return plan.retry_application_errors
+
+
+def _backoff(plan: NodePlan, attempt: int) -> float:
+    delay = plan.initial_backoff * plan.backoff_multiplier ** (attempt - 1)
+    return min(delay, plan.max_backoff) if plan.max_backoff > 0 else delay
+
+
+class NodeError(Exception):
+    """A node's failure as it crosses Ray: the original type name, message and traceback, so
+    the record keeps them even when the exception class does not unpickle elsewhere."""
+
+    def __init__(self, type_name: str, message: str, tb: str) -> None:
+        super().__init__(type_name, message, tb)
+        self.type_name = type_name
+        self.message = message
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
+
+
+def execute_node(plan: NodePlan, *inputs: Any) -> tuple[Any, dict[str, Any]]:
+    """Run one node: every attempt, its measurements, and the stored output."""
+    from ray_nodes.registry import default_registry
+
+    node_type = default_registry().get(plan.type_name)
+    task_id = ray.get_runtime_context().get_task_id() or ""
+    gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+    supervisor = _handle(plan.namespace)
+    attempt = 0
+    while True:
+        attempt += 1
+        started = time.time()
+        supervisor.node_started.remote(plan.run_id, plan.node_id, attempt, task_id, started)
+        ctx = NodeContext(
+            run_id=plan.run_id,
+            run_name=plan.run_name,
+            pipeline_id=plan.pipeline_id,
+            node_id=plan.node_id,
+            attempt=attempt,
+            params=dict(plan.params),
+            num_cpus=plan.num_cpus,
+            gpu_ids=gpu_ids,
+            artifact_root=plan.artifact_root,
+            data_roots=tuple(Path(p) for p in plan.data_roots),
+            notes=list(plan.notes),
+            _report=lambda metrics, message, a=attempt: supervisor.node_progress.remote(
+                plan.run_id, plan.node_id, a, dict(metrics), message
+            ),
+        )
+        memory = _PeakRss()
+        try:
+            result = node_type().run(ctx, list(inputs))
+        except Exception as exc:
+            memory.stop()
+            if attempt <= plan.max_retries and _retryable(plan, exc):
+                delay = _backoff(plan, attempt)
+                supervisor.node_progress.remote(
+                    plan.run_id,
+                    plan.node_id,
+                    attempt,
+                    {},
+                    f"attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying in {delay:g} s",
+                )
+                time.sleep(delay)
+                continue
+            kind = type(exc)
+            raise NodeError(
+                f"{kind.__module__}.{kind.__qualname__}", str(exc), traceback.format_exc()
+            ) from None
+        peak = memory.stop()
+        break
+    ended = time.time()
+    output, metrics, artifacts = result, {}, ()
+    if isinstance(result, NodeResult):
+        output, metrics, artifacts = result.output, dict(result.metrics), tuple(result.artifacts)
+    stored = store_output(
+        output,
+        root=plan.artifact_root,
+        run_id=plan.run_id,
+        node_id=plan.node_id,
+        kind=plan.output_kind,
+    )
+    measured: dict[str, float] = {
+        "duration_seconds": ended - started,
+        "peak_memory_bytes": float(peak),
+    }
+    rows_in = [r for r in (_rows(i) for i in inputs) if r is not None]
+    if rows_in:
+        measured["rows_in"] = float(sum(rows_in))
+    rows_out = _rows(output)
+    if rows_out is not None:
+        measured["rows_out"] = float(rows_out)
+    measured.update({k: float(v) for k, v in metrics.items()})
+    info = {
+        "attempt": attempt,
+        "start_time": started,
+        "end_time": ended,
+        "metrics": measured,
+        "artifacts": (stored, *(_artifact(a) for a in artifacts)),
+        "notes": tuple(ctx.notes),
+        "ray_task_id": task_id,
+    }
+    return output, info
+
+
+def _artifact(value: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:
+    if isinstance(value, ArtifactRef):
+        return value
+    return ArtifactRef(
+        name=str(value["name"]),
+        kind=str(value.get("kind", "")),
+        uri=str(value["uri"]),
+        size_bytes=int(value.get("size_bytes", 0)),
+        sha256=str(value.get("sha256", "")),
+        metadata=dict(value.get("metadata", {})),
+    )
+
+
+def load_reused(refs: Sequence[ArtifactRef]) -> Any:
+    """The stored output of a node that a retried run reuses."""
+    output = next((r for r in refs if r.name == "output"), None)
+    if output is None:
+        raise FileNotFoundError("the reused node stored no output")
+    return load_output(output)

@@ -1,0 +1,109 @@
+"""The values that cross the seam between the control plane and the engine.
+
+They are plain frozen dataclasses (no protobuf, no Ray), pickled to and from the supervisor
+actor, so the control plane can translate them into its own records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Node states the engine reports; the names of ``raypipe.v1.NodeExecution.State`` values
+#: without their ``STATE_`` prefix.
+NODE_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "CACHED")
+#: Run states the engine reports.
+RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL_NODE_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "CACHED"})
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """One stored output of a node: where it lies and how to check it."""
+
+    name: str
+    kind: str
+    uri: str
+    size_bytes: int
+    sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """Why a node failed: the original exception's qualified type, message and traceback."""
+
+    node_id: str
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One change of a run or of one of its nodes, numbered per run from 1 without gaps."""
+
+    seq: int
+    time: float
+    kind: str  # "run" | "node" | "progress"
+    node_id: str = ""
+    state: str = ""
+    attempt: int = 0
+    error: NodeFailure | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: tuple[ArtifactRef, ...] = ()
+    notes: tuple[str, ...] = ()
+    ray_task_id: str = ""
+    message: str = ""
+    cached_from: str = ""
+    start_time: float = 0.0
+    end_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSubmission:
+    """Everything the engine needs to execute a run.
+
+    Attributes:
+        run_id: The run's id; submitting the same id twice starts it once.
+        run_name: The run's display name (``{{ run.name }}``).
+        pipeline_id: Names the Ray tasks ``{pipeline_id}/{node_id}``.
+        spec: ``PipelineSpec.SerializeToString()`` of a validated spec.
+        parameters: The run's parameter values; the spec's defaults fill the rest.
+        artifact_root: Directory or fsspec URL under which node outputs are stored.
+        data_roots: Directories data_loader paths resolve against.
+        reuse: node id -> (the run whose output it reuses, that output's artifacts): these
+            nodes are not executed but load their stored output (RetryRun).
+        scheduled_time: RFC 3339 time for ``{{ run.scheduled_time }}``; empty if none.
+    """
+
+    run_id: str
+    run_name: str
+    pipeline_id: str
+    spec: bytes
+    parameters: Mapping[str, Any]
+    artifact_root: str
+    data_roots: tuple[str, ...] = ()
+    reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] = field(default_factory=dict)
+    scheduled_time: str = ""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What :meth:`RayEngine.poll` found: new events per run, and runs the engine does not
+    know (lost with a restarted cluster, or never submitted)."""
+
+    events: dict[str, list[EngineEvent]]
+    unknown: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What a node's ``run`` may return instead of a bare output: the output plus metrics it
+    measured (scores, training figures) and files it wrote (``ArtifactRef`` fields as dicts
+    or ``ArtifactRef``)."""
+
+    output: Any
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    artifacts: Sequence[Any] = ()
