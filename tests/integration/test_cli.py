@@ -285,9 +285,7 @@ def test_run_watch_ends_succeeded(run_cli: Cli) -> None:
     assert run_cli(f"runs watch {run_id}").exit_code == 0
     assert run_cli("runs list --state failed -o json").stdout.strip() == "[]"
 
-    retried = run_cli(f"runs retry {run_id} --watch -o json")
-    assert retried.exit_code == 0
-    assert json.loads(retried.stdout)["retry_of"] == f"runs/{run_id}"
+    assert run_cli(f"runs retry {run_id}").exit_code == EXIT_PRECONDITION, "it succeeded"
 
 
 def test_run_of_a_failing_pipeline_exits_non_zero(run_cli: Cli, write_spec: WriteSpec) -> None:
@@ -300,6 +298,11 @@ def test_run_of_a_failing_pipeline_exits_non_zero(run_cli: Cli, write_spec: Writ
     assert result.exit_code == 7
     assert "FAILED" in result.stdout
     assert result.stderr.startswith("error: RUN_FAILED: ")
+
+    failed = json.loads(run_cli("runs list --pipeline fails --state failed -o json").stdout)
+    retried = run_cli(f"runs retry {failed[0]['name']} --watch -o json")
+    assert retried.exit_code == 7, "the retry fails by its timeout again"
+    assert json.loads(retried.stdout)["retry_of"] == failed[0]["name"]
 
     not_found = run_cli("runs get does-not-exist")
     assert not_found.exit_code == EXIT_NOT_FOUND

@@ -261,9 +261,8 @@ def test_run_and_wait(run_sdk: raypipe.Client) -> None:
     with pytest.raises(raypipe.FailedPreconditionError):
         run_sdk.cancel_run(run)
 
-    retried = run_sdk.retry_run(run)
-    assert retried.retry_of == run.name
-    assert run_sdk.wait_run(retried, timeout=120).state == run_pb2.Run.STATE_SUCCEEDED
+    with pytest.raises(raypipe.FailedPreconditionError):
+        run_sdk.retry_run(run)  # only FAILED or CANCELLED runs are retried
 
 
 def test_create_run_is_idempotent_and_checks_parameters(run_sdk: raypipe.Client) -> None:
@@ -293,6 +292,11 @@ def test_failed_run_raises_run_failed(run_sdk: raypipe.Client) -> None:
         run_sdk.run("fails").wait(timeout=120)
     assert info.value.run.state == run_pb2.Run.STATE_FAILED
     assert info.value.run.error.node_id == "slow"
+
+    retried = run_sdk.get_run_handle(info.value.run).retry()
+    assert retried.last is not None
+    assert retried.last.retry_of == info.value.run.name
+    assert retried.wait(timeout=120, raise_on_failure=False).state == run_pb2.Run.STATE_FAILED
 
 
 def test_spec_enum_names_reach_the_server(sdk: raypipe.Client) -> None:
