@@ -156,6 +156,7 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
             params=params,
             output_kind=cls.output.value,
             num_cpus=num_cpus,
+            num_inputs=len(inputs[node_id]),
             artifact_root=sub.artifact_root,
             data_roots=tuple(sub.data_roots),
             namespace=namespace,

@@ -51,6 +51,7 @@ class _Node:
     out_ref: Any = None
     info_ref: Any = None
     failure: NodeFailure | None = None
+    cancel_sent: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -203,7 +204,16 @@ class Supervisor:
                     name=f"{sub.pipeline_id}/{plan.node_id}", num_cpus=0.1
                 ).remote(sub.reuse[plan.node_id][1])
                 continue
+            # Inputs first, in the order run() takes them; then the small info objects of
+            # ordering-only upstream nodes, so Ray still waits for them without moving their
+            # (possibly large) outputs into this worker.
             args = [run.nodes[u].out_ref for u in plan.inputs]
+            for up in plan.upstream:
+                if up not in plan.inputs:
+                    upstream = run.nodes[up]
+                    args.append(
+                        upstream.info_ref if upstream.info_ref is not None else upstream.out_ref
+                    )
             refs = _execute.options(
                 name=f"{sub.pipeline_id}/{plan.node_id}", **plan.ray_options
             ).remote(plan.task_plan, *args)
@@ -244,13 +254,13 @@ class Supervisor:
             ):
                 await self._end(run, node, "CANCELLED", "never started: the run was cancelled")
             else:
-                self._drop(node)
                 await self._end(run, node, "SKIPPED", "an upstream node failed")
             return
         if any(s == "CANCELLED" for s in ups):
-            self._drop(node)
             await self._end(run, node, "CANCELLED", "an upstream node was cancelled")
             return
+        if run.cancelled:  # became ready after the cancel: stop it before (or as) it starts
+            await self._stop_task(node)
         if plan.node_id in run.submission.reuse:
             source, _ = run.submission.reuse[plan.node_id]
             try:
@@ -276,7 +286,7 @@ class Supervisor:
             await self._fail(run, node, t.error)
             return
         except Exception as e:
-            if run.cancelled or isinstance(e, TaskCancelledError) or node.state == "CANCELLED":
+            if run.cancelled or node.cancel_sent or isinstance(e, TaskCancelledError):
                 await self._end(run, node, "CANCELLED", "cancelled")
             else:
                 await self._fail(run, node, e)
@@ -340,15 +350,16 @@ class Supervisor:
             message=f"node {node.plan.node_id} {state.lower()}: {message}",
         )
 
-    def _drop(self, node: _Node) -> None:
-        """A task whose upstream failed errors out by itself; cancel it so it frees nothing."""
-        if node.out_ref is not None:
-            try:
-                ray.cancel(node.out_ref, force=False)
-            except Exception:  # it may have finished with its upstream's error already
-                log.debug("cancel of a skipped node failed", exc_info=True)
-
     async def _stop_task(self, node: _Node) -> None:
+        """Interrupt a node's task, then kill its worker if it ignores the interrupt.
+
+        Only tasks whose upstream nodes have all finished are cancelled: a task still waiting
+        for its arguments fails by itself once an upstream is cancelled (and cancelling such a
+        task can crash the owner in Ray 2.60).
+        """
+        if node.cancel_sent:
+            return
+        node.cancel_sent = True
         ray.cancel(node.out_ref, force=False)
         waiter = asyncio.ensure_future(_settled(node.info_ref))
         done, _ = await asyncio.wait({waiter}, timeout=CANCEL_GRACE_S)
@@ -359,14 +370,14 @@ class Supervisor:
                 log.debug("force cancel failed", exc_info=True)
 
     async def _cancel_nodes(self, run: _Run) -> None:
-        pending = [
+        ready = [
             n
             for n in run.nodes.values()
-            if n.state not in TERMINAL_NODE_STATES and n.out_ref is not None
+            if n.state not in TERMINAL_NODE_STATES
+            and n.out_ref is not None
+            and all(run.nodes[u].done.is_set() for u in n.plan.upstream)
         ]
-        for node in pending:
-            node.state = "CANCELLED" if node.state == "PENDING" else node.state
-        await asyncio.gather(*(self._stop_task(n) for n in pending), return_exceptions=True)
+        await asyncio.gather(*(self._stop_task(n) for n in ready), return_exceptions=True)
 
     async def _finish(self, run: _Run) -> None:
         states = {n.state for n in run.nodes.values()}

@@ -39,6 +39,7 @@ class NodePlan:
     params: dict[str, Any]
     output_kind: str
     num_cpus: float
+    num_inputs: int
     artifact_root: str
     data_roots: tuple[str, ...]
     namespace: str
@@ -124,10 +125,15 @@ class NodeError(Exception):
         return f"{self.type_name}: {self.message}"
 
 
-def execute_node(plan: NodePlan, *inputs: Any) -> tuple[Any, dict[str, Any]]:
-    """Run one node: every attempt, its measurements, and the stored output."""
+def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
+    """Run one node: every attempt, its measurements, and the stored output.
+
+    ``args`` holds the node's inputs (the first ``plan.num_inputs``), then placeholders of
+    upstream nodes it only waits for.
+    """
     from ray_nodes.registry import default_registry
 
+    inputs = args[: plan.num_inputs]
     node_type = default_registry().get(plan.type_name)
     task_id = ray.get_runtime_context().get_task_id() or ""
     gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())

@@ -174,33 +174,57 @@ def test_bad_create_requests(run_api: Api) -> None:
     expect_error(run_api.runs.ListRuns, rpb.ListRunsRequest(page_size=-1), invalid)
 
 
-def _failing_spec(policy: int) -> Spec:
-    """``bad`` asks for a GPU this cluster lacks (fails at once); ``slow`` is independent."""
+def _failing_spec(policy: int, *, slow: float) -> Spec:
+    """``bad`` reads a file that is not there (fails at run time); ``slow`` is independent."""
     spec = Spec(failure_policy=policy)
     noop(spec, "root")
-    noop(spec, "bad", "root", num_gpus=1)
+    bad = spec.nodes.add(id="bad", type="data_loader", depends_on=["root"])
+    bad.params.update({"path": "missing.csv"})
     noop(spec, "after_bad", "bad")
-    noop(spec, "slow", "root", sleep=2)
+    noop(spec, "slow", "root", sleep=slow)
     noop(spec, "after_slow", "slow")
     return spec
 
 
 def test_fail_fast_cancels_everything_else(run_api: Api) -> None:
-    register(run_api, "failfast", _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_FAIL_FAST))
+    register(
+        run_api, "failfast", _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_FAIL_FAST, slow=20)
+    )
     final = wait(run_api, start(run_api, "failfast").name)
     assert final.state == RunState.STATE_FAILED
-    got = states(final)
-    assert got["root"] == "STATE_SUCCEEDED"
-    assert got["bad"] == "STATE_FAILED"
-    assert got["after_bad"] == "STATE_SKIPPED"
-    assert got["slow"] in {"STATE_CANCELLED", "STATE_SUCCEEDED"}
-    assert got["after_slow"] in {"STATE_CANCELLED", "STATE_SKIPPED"}
+    assert states(final) == {
+        "root": "STATE_SUCCEEDED",
+        "bad": "STATE_FAILED",
+        "after_bad": "STATE_SKIPPED",
+        "slow": "STATE_CANCELLED",
+        "after_slow": "STATE_CANCELLED",
+    }
     assert final.error.node_id == "bad"
     assert "bad" in final.error.message
 
 
+def test_impossible_node_under_fail_fast_fails_before_anything_starts(run_api: Api) -> None:
+    spec = chain(2)
+    noop(spec, "gpu", "n0", num_gpus=1)
+    noop(spec, "after", "gpu")
+    register(run_api, "impossible", spec)
+    final = wait(run_api, start(run_api, "impossible").name)
+    assert final.state == RunState.STATE_FAILED
+    assert states(final) == {
+        "n0": "STATE_CANCELLED",
+        "n1": "STATE_CANCELLED",
+        "gpu": "STATE_FAILED",
+        "after": "STATE_SKIPPED",
+    }
+    assert all(n.attempt == 0 for n in final.nodes)
+
+
 def test_continue_independent_finishes_other_branches(run_api: Api) -> None:
-    register(run_api, "cont", _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT))
+    register(
+        run_api,
+        "cont",
+        _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT, slow=1),
+    )
     final = wait(run_api, start(run_api, "cont").name)
     assert final.state == RunState.STATE_FAILED
     assert states(final) == {
