@@ -255,6 +255,8 @@ def seconds_between(start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp
 def human_seconds(seconds: float) -> str:
     if seconds <= 0:
         return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
     minutes, secs = divmod(int(seconds), 60)

@@ -19,6 +19,7 @@ from raypipe._cli_common import (
     emit,
     error_lines,
     fmt,
+    human_bytes,
     human_seconds,
     new_table,
     output_option,
@@ -113,9 +114,20 @@ def metrics_table(run: run_pb2.Run) -> RenderableType | None:
     any_rows = False
     for n in run.nodes:
         for i, (key, value) in enumerate(sorted(n.metrics.items())):
-            t.add_row(*row(n.node_id if i == 0 else "", key, f"{value:.6g}"))
+            t.add_row(*row(n.node_id if i == 0 else "", key, metric_text(key, value)))
             any_rows = True
     return t if any_rows else None
+
+
+def metric_text(name: str, value: float) -> str:
+    """A metric for people: sizes in binary units, times with a unit, counts as integers."""
+    if name.endswith("_bytes"):
+        return human_bytes(int(value))
+    if name.endswith("_seconds"):
+        return human_seconds(value) or "0s"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
 
 
 def node_types_of(client: Client, run: run_pb2.Run) -> dict[str, str]:
