@@ -53,11 +53,8 @@ def artifact_message(ref: ArtifactRef) -> run_pb2.Artifact:
     metadata = struct_pb2.Struct()
     metadata.update(ref.metadata)
     kind_name = f"ARTIFACT_KIND_{ref.kind.upper()}"
-    kind = (
-        node_type_pb2.ArtifactKind.Value(kind_name)
-        if kind_name in node_type_pb2.ArtifactKind.keys()  # noqa: SIM118 - an EnumTypeWrapper is not a dict
-        else 0
-    )
+    known = set(node_type_pb2.ArtifactKind.keys())  # an EnumTypeWrapper, not a dict
+    kind = kind_name if kind_name in known else "ARTIFACT_KIND_UNSPECIFIED"
     return run_pb2.Artifact(
         name=ref.name,
         kind=kind,
@@ -88,9 +85,10 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
     state: int | None = None
     start_time = end_time = None
     error = None
-    run_state = run.state
+    run_state: int = run.state
     for ev in events:
-        event = run_pb2.RunEvent(message=ev.message, run_state=run_state)
+        event = run_pb2.RunEvent(message=ev.message)
+        event.run_state = run_state  # type: ignore[assignment]  # the .pyi types enums as classes
         _ts(event.time, ev.time)
         if ev.kind == "run":
             new_state = RunState.Value(f"STATE_{ev.state}")
@@ -109,7 +107,7 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
                         traceback=ev.error.traceback,
                     )
             event.type = run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
-            event.run_state = run_state
+            event.run_state = run_state  # type: ignore[assignment]
         else:
             if ev.node_id not in nodes:
                 log.warning("run %s: event for unknown node %r ignored", run.name, ev.node_id)
@@ -144,7 +142,7 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
 
 
 def _apply_node_event(node: run_pb2.NodeExecution, ev: EngineEvent) -> None:
-    node.state = NodeState.Value(f"STATE_{ev.state}")
+    node.state = NodeState.Value(f"STATE_{ev.state}")  # type: ignore[assignment]
     if ev.attempt:
         node.attempt = ev.attempt
     if ev.start_time:
@@ -361,7 +359,9 @@ class RunSupervisor:
         self._engine.cancel(run_id)
         return run
 
-    def _finish(self, run_id: str, state: int, error: run_pb2.ExecutionError) -> run_pb2.Run:
+    def _finish(
+        self, run_id: str, state: run_pb2.Run.State, error: run_pb2.ExecutionError
+    ) -> run_pb2.Run:
         """Record a terminal state that the engine will never report."""
         now = datetime.now(UTC)
         event = run_pb2.RunEvent(

@@ -183,7 +183,10 @@ def configure_token_auth(token_path: Path) -> None:
     os.environ.pop("RAY_AUTH_TOKEN", None)
     if "ray" in sys.modules:
         try:
-            from ray._raylet import AuthenticationTokenLoader, Config
+            from ray._raylet import (  # type: ignore[attr-defined]
+                AuthenticationTokenLoader,
+                Config,
+            )
 
             Config.initialize("")
             AuthenticationTokenLoader.instance().reset_cache()

@@ -37,9 +37,7 @@ def node_type_message(cls: type[NodeType], *, origin: str) -> node_type_pb2.Node
     )
 
 
-_KINDS = {
-    kind: node_type_pb2.ArtifactKind.Value(f"ARTIFACT_KIND_{kind.name}") for kind in ArtifactKind
-}
+_KINDS: dict[ArtifactKind, str] = {kind: f"ARTIFACT_KIND_{kind.name}" for kind in ArtifactKind}
 
 
 class PipelineService(pipeline_service_pb2_grpc.PipelineServiceServicer):

@@ -143,6 +143,10 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         attempt += 1
         started = time.time()
         supervisor.node_started.remote(plan.run_id, plan.node_id, attempt, task_id, started)
+
+        def report(metrics: Mapping[str, float], message: str, a: int = attempt) -> None:
+            supervisor.node_progress.remote(plan.run_id, plan.node_id, a, dict(metrics), message)
+
         ctx = NodeContext(
             run_id=plan.run_id,
             run_name=plan.run_name,
@@ -155,9 +159,7 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
             artifact_root=plan.artifact_root,
             data_roots=tuple(Path(p) for p in plan.data_roots),
             notes=list(plan.notes),
-            _report=lambda metrics, message, a=attempt: supervisor.node_progress.remote(
-                plan.run_id, plan.node_id, a, dict(metrics), message
-            ),
+            _report=report,
         )
         memory = _PeakRss()
         try:
@@ -182,7 +184,9 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         peak = memory.stop()
         break
     ended = time.time()
-    output, metrics, artifacts = result, {}, ()
+    output: Any = result
+    metrics: dict[str, float] = {}
+    artifacts: tuple[Any, ...] = ()
     if isinstance(result, NodeResult):
         output, metrics, artifacts = result.output, dict(result.metrics), tuple(result.artifacts)
     stored = store_output(
@@ -208,7 +212,7 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         "start_time": started,
         "end_time": ended,
         "metrics": measured,
-        "artifacts": (stored, *(_artifact(a) for a in artifacts)),
+        "artifacts": (stored, *(_artifact(extra) for extra in artifacts)),
         "notes": tuple(ctx.notes),
         "ray_task_id": task_id,
     }
