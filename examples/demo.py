@@ -84,16 +84,18 @@ def summarize(client: raypipe.Client, pipeline_id: str) -> bool:
         scores = {
             k: v
             for k, v in node.metrics.items()
-            if not k.startswith(("rows_", "peak_", "duration"))
+            if node.node_id == "evaluate"
+            and "." not in k
+            and k not in ("seconds", "rows_test")
+            and not k.endswith(("_seconds", "_bytes", "rows_in", "rows_out"))
         }
         if scores:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items()))
-            print(f"  {node.node_id:>10}: {shown}")
+            print("  test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(scores.items())))
         for artifact in node.artifacts:
-            if node.node_id == "save" or artifact.name not in ("output",):
-                print(f"  {node.node_id:>10}: {artifact.name} -> {artifact.uri}")
+            if artifact.name in ("model", "feature_importances"):
+                print(f"  {artifact.name}: {artifact.uri}")
         for note in node.notes:
-            print(f"  {node.node_id:>10}: {note}")
+            print(f"  {node.node_id}: {note}")
     if run.error.message:
         print(f"  error: {run.error.message}")
     return run.state == run_pb2.Run.State.STATE_SUCCEEDED
@@ -109,8 +111,17 @@ def main() -> int:
             for pipeline_id, path in PIPELINES.items():
                 if not path.exists():
                     continue
-                result = client.apply(raypipe.load_spec(path), pipeline_id)
-                print(f"{pipeline_id}: {result}")
+                result = client.apply(raypipe.load_spec(path), pipeline=pipeline_id)
+                number = result.version.version_number
+                print(
+                    f"{pipeline_id}: "
+                    + ("created pipeline, " if result.pipeline_created else "")
+                    + (
+                        f"created version {number}"
+                        if result.version_created
+                        else f"unchanged (version {number})"
+                    )
+                )
                 # The CLI draws the DAG's nodes live while the run goes.
                 code = subprocess.call(
                     [

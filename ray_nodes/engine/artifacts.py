@@ -68,14 +68,18 @@ def _encode(value: Any) -> tuple[bytes, str, dict[str, Any]]:
     return cloudpickle.dumps(value), "pkl", {"format": "cloudpickle", "type": type(value).__name__}
 
 
-def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
-    """Write a node's output to the store and describe it."""
-    data, ext, meta = _encode(value)
-    uri = output_uri(root, run_id, node_id, ext)
+def _write(uri: str, data: bytes) -> None:
     fs, path = fsspec.core.url_to_fs(uri)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "wb") as f:
         f.write(data)
+
+
+def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
+    """Write a node's output to the store and describe it."""
+    data, ext, meta = _encode(value)
+    uri = output_uri(root, run_id, node_id, ext)
+    _write(uri, data)
     return ArtifactRef(
         name="output",
         kind=kind,
@@ -83,6 +87,26 @@ def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str)
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=meta,
+    )
+
+
+def store_file(
+    content: bytes | str, *, root: str, run_id: str, node_id: str, name: str, fmt: str, kind: str
+) -> ArtifactRef:
+    """Write an extra file a node produced (``name``, such as ``feature_importances``) beside
+    its output, and describe it."""
+    if not name.replace("_", "").replace("-", "").isalnum() or not fmt.isalnum():
+        raise ValueError(f"artifact name {name!r} and format {fmt!r} must be plain words")
+    data = content.encode() if isinstance(content, str) else content
+    uri = f"{root.rstrip('/')}/runs/{run_id}/nodes/{node_id}/{name}.{fmt}"
+    _write(uri, data)
+    return ArtifactRef(
+        name=name,
+        kind=kind,
+        uri=uri,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        metadata={"format": fmt},
     )
 
 

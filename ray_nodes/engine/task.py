@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import ray
 
-from ray_nodes.engine.artifacts import load_output, store_output
+from ray_nodes.engine.artifacts import load_output, store_file, store_output
 from ray_nodes.engine.types import ArtifactRef, NodeResult
 from ray_nodes.node import NodeContext
 
@@ -212,16 +212,28 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         "start_time": started,
         "end_time": ended,
         "metrics": measured,
-        "artifacts": (stored, *(_artifact(extra) for extra in artifacts)),
+        "artifacts": (stored, *(_artifact(plan, extra) for extra in artifacts)),
         "notes": tuple(ctx.notes),
         "ray_task_id": task_id,
     }
     return output, info
 
 
-def _artifact(value: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:
+def _artifact(plan: NodePlan, value: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:
+    """An extra artifact a node returned: a reference to a file it wrote, or (``content``
+    without ``uri``) data the engine writes beside the node's output."""
     if isinstance(value, ArtifactRef):
         return value
+    if "uri" not in value and "content" in value:
+        return store_file(
+            value["content"],
+            root=plan.artifact_root,
+            run_id=plan.run_id,
+            node_id=plan.node_id,
+            name=str(value["name"]),
+            fmt=str(value.get("format", "bin")),
+            kind=str(value.get("kind", "metrics")),
+        )
     return ArtifactRef(
         name=str(value["name"]),
         kind=str(value.get("kind", "")),
