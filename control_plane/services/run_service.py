@@ -202,8 +202,13 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             if not events:
                 continue
             run = self._repo.get_run(run_id)
-            for event in events:
-                yield pb.WatchRunResponse(event=event, run=run)
+            # The whole run rides on the last event of each batch and on run-state changes;
+            # a 1,000-node DAG's record on each of its thousands of events would dwarf them.
+            for i, event in enumerate(events):
+                with_run = (
+                    i == len(events) - 1 or event.type == run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
+                )
+                yield pb.WatchRunResponse(event=event, run=run if with_run else None)
             last = events[-1].sequence
 
     # --- retry -------------------------------------------------------------------------------

@@ -37,6 +37,13 @@ class RayEngine:
                 log_to_driver=False,
                 configure_logging=False,
             )
+        else:
+            connected = ray.get_runtime_context().gcs_address
+            if connected.rsplit(":", 1)[-1] != self.address.rsplit(":", 1)[-1]:
+                raise RuntimeError(
+                    f"this process is already connected to the Ray cluster at {connected}, "
+                    f"not to {self.address}"
+                )
         actor = ray.remote(Supervisor).options(
             name=SUPERVISOR_NAME,
             namespace=self.namespace,
@@ -52,10 +59,12 @@ class RayEngine:
     def submit(self, submission: RunSubmission) -> None:
         """Hand a run to the supervisor; returns at once. Submitting a run twice is harmless.
 
-        The driving call is named ``run/{run_id}`` so the dashboard and the State API show it,
-        with every node task of the run as its child.
+        The run is registered first (one short round trip), so a poll that follows at once
+        already knows it. The driving call is named ``run/{run_id}`` so the dashboard and the
+        State API show it, with every node task of the run as its child.
         """
-        self._supervisor.drive.options(name=f"run/{submission.run_id}").remote(submission)
+        ray.get(self._supervisor.register.remote(submission), timeout=60)
+        self._supervisor.drive.options(name=f"run/{submission.run_id}").remote(submission.run_id)
 
     def cancel(self, run_id: str) -> None:
         ray.get(self._supervisor.cancel.remote(run_id), timeout=60)

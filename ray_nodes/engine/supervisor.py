@@ -62,7 +62,9 @@ class _Run:
     events: list[EngineEvent] = field(default_factory=list)
     seq: int = 0
     acked: int = 0
+    progress: int = 0  # unacknowledged progress events held
     terminal: bool = False
+    driven: bool = False
     cancelled: bool = False
     failed: NodeFailure | None = None
 
@@ -76,21 +78,28 @@ class Supervisor:
         self._changed = asyncio.Condition()
 
     # --- the control plane's calls ---------------------------------------------------------
-    async def drive(self, submission: RunSubmission) -> str:
-        """Execute a run to its end. Idempotent: a known run id returns at once."""
+    async def register(self, submission: RunSubmission) -> bool:
+        """Record a run before it is driven; False if it was known already (idempotent)."""
         if submission.run_id in self._runs:
+            return False
+        self._runs[submission.run_id] = _Run(submission, {})
+        return True
+
+    async def drive(self, run_id: str) -> str:
+        """Execute a registered run to its end; a run already driven returns at once."""
+        run = self._runs.get(run_id)
+        if run is None or run.driven:
             return "known"
+        run.driven = True
+        submission = run.submission
         try:
-            compiled = compile_run(submission)
+            compiled = compile_run(submission, namespace=self._namespace)
         except Exception as e:  # an invalid spec slipped through, or a node type is missing
-            run = _Run(submission, {})
-            self._runs[submission.run_id] = run
             failure = NodeFailure("", f"{type(e).__module__}.{type(e).__qualname__}", str(e))
-            await self._emit(run, kind="run", state="FAILED", error=failure, message=str(e))
             run.terminal = True
+            await self._emit(run, kind="run", state="FAILED", error=failure, message=str(e))
             return "failed"
-        run = _Run(submission, {n.node_id: _Node(n) for n in compiled.nodes})
-        self._runs[submission.run_id] = run
+        run.nodes = {n.node_id: _Node(n) for n in compiled.nodes}
         await self._emit(run, kind="run", state="RUNNING", message="handed to Ray")
         for node_id in compiled.impossible:
             run.nodes[node_id].state = "FAILED"
@@ -138,6 +147,7 @@ class Supervisor:
             return
         run.acked = max(run.acked, seq)
         run.events = [e for e in run.events if e.seq > run.acked]
+        run.progress = sum(1 for e in run.events if e.kind == "progress")
         if run.terminal and not run.events:
             del self._runs[run_id]  # its whole history is stored: forget it
 
@@ -181,13 +191,15 @@ class Supervisor:
     async def _emit(self, run: _Run, **fields: Any) -> None:
         run.seq += 1
         run.events.append(EngineEvent(seq=run.seq, time=time.time(), **fields))
-        progress = [e for e in run.events if e.kind == "progress"]
-        if len(progress) > MAX_PROGRESS_EVENTS:
-            # Nobody is acknowledging (the control plane is down): drop the oldest progress
-            # reports, never a state change. Sequence numbers are only cursors, so the gap
-            # they leave is harmless.
-            drop = {id(e) for e in progress[: len(progress) - MAX_PROGRESS_EVENTS]}
-            run.events = [e for e in run.events if id(e) not in drop]
+        if fields.get("kind") == "progress":
+            run.progress += 1
+            if run.progress > MAX_PROGRESS_EVENTS:
+                # Nobody is acknowledging (the control plane is down): drop the oldest progress
+                # report, never a state change. Sequence numbers are only cursors, so the gap
+                # it leaves is harmless.
+                oldest = next(i for i, e in enumerate(run.events) if e.kind == "progress")
+                del run.events[oldest]
+                run.progress -= 1
         async with self._changed:
             self._changed.notify_all()
 

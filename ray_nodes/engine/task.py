@@ -77,25 +77,39 @@ def _rows(value: Any) -> int | None:
 
 
 class _PeakRss:
-    """Samples the worker's resident memory while a node runs; ``peak`` is the highest seen
-    (workers are reused, so the process's lifetime maximum would not be this node's)."""
+    """The peak resident memory of this worker while a node runs.
 
-    def __init__(self, interval: float = 0.02) -> None:
-        self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._interval = interval
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+    Workers are reused, so the process's lifetime maximum would not be this node's: one
+    sampling thread per worker (started once) tracks the peak since the last ``reset``.
+    """
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, self._process.memory_info().rss)
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+    _process = psutil.Process()
+    peak = 0
 
-    def stop(self) -> int:
-        self._stop.set()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-        return self.peak
+    @classmethod
+    def reset(cls) -> None:
+        with cls._lock:
+            cls.peak = cls._process.memory_info().rss
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._sample, daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _sample(cls) -> None:
+        while True:
+            time.sleep(0.02)
+            rss = cls._process.memory_info().rss
+            with cls._lock:
+                cls.peak = max(cls.peak, rss)
+
+    @classmethod
+    def read(cls) -> int:
+        rss = cls._process.memory_info().rss
+        with cls._lock:
+            cls.peak = max(cls.peak, rss)
+            return cls.peak
 
 
 def _retryable(plan: NodePlan, exc: BaseException) -> bool:
@@ -161,11 +175,10 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
             notes=list(plan.notes),
             _report=report,
         )
-        memory = _PeakRss()
+        _PeakRss.reset()
         try:
             result = node_type().run(ctx, list(inputs))
         except Exception as exc:
-            memory.stop()
             if attempt <= plan.max_retries and _retryable(plan, exc):
                 delay = _backoff(plan, attempt)
                 supervisor.node_progress.remote(
@@ -181,7 +194,7 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
             raise NodeError(
                 f"{kind.__module__}.{kind.__qualname__}", str(exc), traceback.format_exc()
             ) from None
-        peak = memory.stop()
+        peak = _PeakRss.read()
         break
     ended = time.time()
     output: Any = result

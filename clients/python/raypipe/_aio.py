@@ -364,13 +364,14 @@ class AsyncClient(AsyncScheduleMethods):
             stream = self.watch_run(run, timeout=remaining)
             try:
                 async for response in stream:
-                    last = response.run
+                    if response.HasField("run"):
+                        last = response.run
                     backoff.reset()
                     if on_event is not None:
                         result = on_event(response)
                         if inspect.isawaitable(result):
                             await result
-                    if last.state in rpc.TERMINAL_STATES:
+                    if last is not None and last.state in rpc.TERMINAL_STATES:
                         return rpc.outcome(last, raise_on_failure)
             except UnavailableError:
                 pass  # reconnect below

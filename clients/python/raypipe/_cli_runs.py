@@ -67,7 +67,15 @@ class Progress:
         self.last_message = ""
 
     def update(self, response: run_service_pb2.WatchRunResponse) -> None:
-        self.run = response.run
+        event = response.event
+        if response.HasField("run"):
+            self.run = response.run
+        elif event.node_id:  # events between the server's full records: apply them here
+            for node in self.run.nodes:
+                if node.node_id == event.node_id:
+                    if event.node_state:
+                        node.state = event.node_state
+                    node.metrics.update(event.metrics)
         if response.event.message:
             self.last_message = response.event.message
 

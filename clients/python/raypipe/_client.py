@@ -518,11 +518,12 @@ class Client(ScheduleMethods):
                 raise rpc.wait_timeout(run, timeout, last)
             try:
                 for response in self.watch_run(run, timeout=remaining):
-                    last = response.run
+                    if response.HasField("run"):
+                        last = response.run
                     backoff.reset()
                     if on_event is not None:
                         on_event(response)
-                    if last.state in rpc.TERMINAL_STATES:
+                    if last is not None and last.state in rpc.TERMINAL_STATES:
                         return rpc.outcome(last, raise_on_failure)
             except UnavailableError:
                 pass  # reconnect below

@@ -42,7 +42,8 @@ class RunHandle:
     def watch(self, *, timeout: float | None = None) -> Iterator[run_service_pb2.WatchRunResponse]:
         """Stream the run's events; see :meth:`Client.watch_run`."""
         for response in self._client.watch_run(self.name, timeout=timeout):
-            self.last = response.run
+            if response.HasField("run"):
+                self.last = response.run
             yield response
 
     def wait(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> run_pb2.Run:
@@ -97,7 +98,8 @@ class AsyncRunHandle:
     ) -> AsyncIterator[run_service_pb2.WatchRunResponse]:
         """Stream the run's events; see :meth:`AsyncClient.watch_run`."""
         async for response in self._client.watch_run(self.name, timeout=timeout):
-            self.last = response.run
+            if response.HasField("run"):
+                self.last = response.run
             yield response
 
     async def wait(
