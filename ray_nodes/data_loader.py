@@ -155,10 +155,11 @@ class DataLoaderNode(NodeType):
             Options that would read other files or return something other than one table
             (``storage_options``, ``chunksize``, ...) are refused at validation.
 
-    Output: a dataset. CSV files are read with pandas' multi-threaded pyarrow engine when the
-    options allow it and the result has the types the default C engine would give (numbers,
-    booleans, strings); otherwise, such as when pyarrow sees dates in a column the C engine
-    leaves as text, with the C engine. Parquet is read through Arrow. The frame is
+    Output: a dataset. On a node with several CPUs (``resources.num_cpus``), CSV files are
+    read with pandas' multi-threaded pyarrow engine, one thread per CPU, when the options
+    allow it and the result has the types the default C engine would give (numbers,
+    booleans, strings); otherwise (one CPU, where the C engine is faster, or when pyarrow
+    sees dates in a column the C engine leaves as text) with the C engine. Parquet is read through Arrow. The frame is
     numpy-backed unless ``dtype_backend`` asks for Arrow, so it passes between nodes through
     Ray's object store without copies.
 
@@ -254,7 +255,7 @@ class DataLoaderNode(NodeType):
         options = dict(params.get("options") or {})
         started = time.perf_counter()
         if fmt == "csv":
-            frame = _read_csv(path, columns, options)
+            frame = _read_csv(path, columns, options, max(1, int(ctx.num_cpus)))
         elif fmt == "parquet":
             frame = _read_parquet(path, columns, options)
         else:
@@ -281,7 +282,9 @@ def _select(frame: Dataset, columns: list[str] | None) -> Dataset:
     return frame[columns]
 
 
-def _read_csv(path: Path, columns: list[str] | None, options: dict[str, Any]) -> Dataset:
+def _read_csv(
+    path: Path, columns: list[str] | None, options: dict[str, Any], threads: int = 1
+) -> Dataset:
     if _inner_suffix(path.name) == ".tsv" and not {"sep", "delimiter"} & set(options):
         options["sep"] = "\t"
     header = pd.read_csv(path, nrows=0, **_without(options, "nrows", "skipfooter", "engine"))
@@ -290,7 +293,12 @@ def _read_csv(path: Path, columns: list[str] | None, options: dict[str, Any]) ->
             raise _unknown_columns(path, columns, header.columns)
         options["usecols"] = columns
     engine = options.pop("engine", None)
-    if engine is None and set(options) - {"usecols"} <= _PYARROW_CSV_OPTIONS:
+    if engine is None and threads > 1 and set(options) - {"usecols"} <= _PYARROW_CSV_OPTIONS:
+        import pyarrow
+
+        # One thread per CPU of the node; Arrow would otherwise size its pool from
+        # OMP_NUM_THREADS, which Ray sets per worker process, not per task.
+        pyarrow.set_cpu_count(threads)
         frame = pd.read_csv(path, engine="pyarrow", **options)
         if _same_types_as_c_engine(frame):
             return _select(frame, columns)

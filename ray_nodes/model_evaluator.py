@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ray_nodes.data import Metrics, Split, TrainedModel, expect_input, node_result
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem, ResourceDefaults
@@ -217,7 +218,9 @@ class ModelEvaluatorNode(NodeType):
         params = ctx.params
         names = list(params.get("metrics") or DEFAULT_METRICS[model.task])
         started = time.perf_counter()
-        metrics, notes = evaluate(model, split, names)
+        # Predict with this node's CPUs, not the trainer's thread count stored in the model.
+        with threadpool_limits(limits=max(1, int(ctx.num_cpus))):
+            metrics, notes = evaluate(model, split, names)
         node_metrics = dict(metrics)
         artifacts: list[Any] = []
         k = int(params.get("feature_importance_top_k", 10))

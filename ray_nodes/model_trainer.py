@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ray_nodes.data import TASKS, Split, TrainedModel, expect_input, json_scalar, node_result
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem, ResourceDefaults
@@ -133,18 +134,22 @@ class ModelTrainerNode(NodeType):
             gpu_ids=gpu_ids,
         )
         started = time.perf_counter()
-        fitted = backend.fit(
-            estimator,
-            X,
-            y,
-            TrainContext(
-                task=task,
-                random_state=random_state,
-                n_threads=n_threads,
-                gpu_ids=gpu_ids,
-                report=ctx.report,
-            ),
-        )
+        # Ray sizes a worker's OpenMP and BLAS pools when it starts the process, for the task
+        # it started it for; a worker reused for this node would give a multi-threaded
+        # library only that many threads. Set them to this node's CPUs for the fit.
+        with threadpool_limits(limits=n_threads):
+            fitted = backend.fit(
+                estimator,
+                X,
+                y,
+                TrainContext(
+                    task=task,
+                    random_state=random_state,
+                    n_threads=n_threads,
+                    gpu_ids=gpu_ids,
+                    report=ctx.report,
+                ),
+            )
         seconds = time.perf_counter() - started
         model = TrainedModel(
             backend=backend.name,

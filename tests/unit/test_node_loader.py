@@ -15,8 +15,8 @@ from ray_nodes.node import NodeContext
 from ray_nodes.paths import PathEscapeError
 
 
-def load(root: Path, **params: Any) -> pd.DataFrame:
-    ctx = NodeContext("r", "runs/r", "p", "load", 1, params, 1.0, data_roots=(root,))
+def load(root: Path, cpus: float = 1.0, **params: Any) -> pd.DataFrame:
+    ctx = NodeContext("r", "runs/r", "p", "load", 1, params, cpus, data_roots=(root,))
     return DataLoaderNode().run(ctx, [])
 
 
@@ -36,14 +36,16 @@ def table() -> pd.DataFrame:
     return frame
 
 
-def test_csv_equals_pandas_default_reader(tmp_path: Path, table: pd.DataFrame) -> None:
+@pytest.mark.parametrize("cpus", [1.0, 2.0])  # C engine on one CPU, pyarrow on two
+def test_csv_equals_pandas_default_reader(tmp_path: Path, table: pd.DataFrame, cpus: float) -> None:
     table.to_csv(tmp_path / "t.csv", index=False)
-    pd.testing.assert_frame_equal(load(tmp_path, path="t.csv"), pd.read_csv(tmp_path / "t.csv"))
+    got = load(tmp_path, cpus, path="t.csv")
+    pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "t.csv"))
 
 
 def test_csv_with_dates_falls_back_to_the_c_engine(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("when,v,empty\n2020-01-01,1,\n2020-01-02,2,\n")
-    got = load(tmp_path, path="d.csv")
+    got = load(tmp_path, 2.0, path="d.csv")
     pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "d.csv"))
     assert got["when"].dtype == pd.read_csv(tmp_path / "d.csv")["when"].dtype
 
