@@ -38,6 +38,7 @@ __all__ = [
     "expect_input",
     "json_scalar",
     "node_result",
+    "output_of",
 ]
 
 #: A dataset: one table.
@@ -72,17 +73,23 @@ def node_result(
     metrics: Mapping[str, float] | None = None,
     artifacts: Sequence[Any] = (),
 ) -> Any:
-    """What a built-in node's ``run`` returns: its output plus the metrics it measured and the
-    files it wrote, in the engine's result type.
+    """What a built-in node's ``run`` returns: the engine's
+    :class:`~ray_nodes.engine.NodeResult`, holding the output, the metrics the node measured
+    and the files it wrote (``ArtifactRef`` fields as dicts; ``content`` without ``uri`` for
+    a file the engine writes beside the node's output).
 
-    Every built-in node returns through here, so the engine's result type is named in one
-    place.
+    Every built-in node returns through here, so the result type is named in one place.
     """
-    try:
-        from ray_nodes.engine import NodeResult  # type: ignore[attr-defined]
-    except ImportError:  # the engine has not landed yet: the output alone
-        return output
+    from ray_nodes.engine.types import NodeResult
+
     return NodeResult(output, metrics=dict(metrics or {}), artifacts=tuple(artifacts))
+
+
+def output_of(result: Any) -> Any:
+    """The output in what a node's ``run`` returned (a NodeResult or a bare output)."""
+    from ray_nodes.engine.types import NodeResult
+
+    return result.output if isinstance(result, NodeResult) else result
 
 
 @dataclass(frozen=True)

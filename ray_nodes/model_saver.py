@@ -194,7 +194,7 @@ class ModelSaverNode(NodeType):
         - id: save
           type: model_saver
           depends_on: [train]
-          params: {path: "churn/{{ run.name }}", format: json}
+          params: {path: "{{ parameters.model_dir }}", format: json}
     """
 
     type_name: ClassVar[str] = "model_saver"

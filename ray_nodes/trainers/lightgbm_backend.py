@@ -105,7 +105,9 @@ class LightGBMBackend(TrainerBackend):
         else:
             estimator.fit(X, y, eval_set=[(X, y)])
         metrics: dict[str, float] = {}
-        for metric, values in estimator.evals_result_.get("training", {}).items():
+        # One eval set, the training data; LightGBM names it "training" or "valid_0".
+        results = next(iter(estimator.evals_result_.values()), {})
+        for metric, values in results.items():
             if len(values):
                 metrics[f"train_{metric}"] = float(values[-1])
         metrics["boosting_rounds"] = float(estimator.booster_.current_iteration())

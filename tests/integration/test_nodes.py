@@ -5,7 +5,7 @@ through the real PipelineService."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from ray_nodes.data import Split, TrainedModel
 from ray_nodes.data_loader import DataLoaderNode
 from ray_nodes.data_preprocessor import DataPreprocessorNode
+from ray_nodes.engine import NodeResult
 from ray_nodes.feature_scaler import FeatureScalerNode
 from ray_nodes.model_evaluator import ModelEvaluatorNode
 from ray_nodes.model_saver import ModelSaverNode, load_model
@@ -31,28 +32,19 @@ from ray_nodes.node import NodeContext, NodeType
 from ray_nodes.paths import PathEscapeError
 from ray_nodes.train_test_split import TrainTestSplitNode
 from raypipe.v1 import pipeline_service_pb2 as pb
-from raypipe.v1 import pipeline_spec_pb2
+from raypipe.v1 import pipeline_spec_pb2, run_pb2
 from tests.integration.conftest import Api, expect_error
 from tests.unit.test_node_preprocessor import messy_frame, pandas_result
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """One local Ray for the session (shared with other modules that started one first)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@ray.remote(num_cpus=1, num_returns=2)
-def _run_node(node: NodeType, ctx: NodeContext, *inputs: Any) -> tuple[Any, list[str]]:
+@ray.remote(num_cpus=1, num_returns=3)
+def _run_node(node: NodeType, ctx: NodeContext, *inputs: Any) -> tuple[Any, list[str], dict]:
     """Run a node in a Ray task as the engine does (ObjectRef inputs arrive resolved);
-    returns its output and its notes as two objects."""
-    output = node.run(ctx, list(inputs))
-    return output, ctx.notes
+    returns its output, its notes and its metrics as three objects."""
+    result = node.run(ctx, list(inputs))
+    if isinstance(result, NodeResult):
+        return result.output, ctx.notes, dict(result.metrics)
+    return result, ctx.notes, {}
 
 
 class Runner:
@@ -63,6 +55,7 @@ class Runner:
         self.artifacts = tmp_path / "artifacts"
         self.data.mkdir()
         self.notes: dict[str, ray.ObjectRef] = {}
+        self.metrics: dict[str, ray.ObjectRef] = {}
 
     def ctx(self, node_id: str, params: dict[str, Any], cpus: float = 1.0) -> NodeContext:
         return NodeContext(
@@ -80,12 +73,14 @@ class Runner:
     def ref(
         self, node: NodeType, node_id: str, params: dict[str, Any], *inputs: Any, cpus: float = 1
     ) -> ray.ObjectRef:
-        """The ref of the node's output; its notes are in :attr:`notes`."""
+        """The ref of the node's output; its notes and metrics are in :attr:`notes` and
+        :attr:`metrics`."""
         ctx = self.ctx(node_id, params, cpus)
-        output, notes = _run_node.options(num_cpus=cpus, name=f"nodes-test/{node_id}").remote(
-            node, ctx, *inputs
-        )
+        output, notes, metrics = _run_node.options(
+            num_cpus=cpus, name=f"nodes-test/{node_id}"
+        ).remote(node, ctx, *inputs)
         self.notes[node_id] = notes
+        self.metrics[node_id] = metrics
         return output
 
     def run(self, node: NodeType, node_id: str, params: dict[str, Any], *inputs: Any) -> Any:
@@ -93,7 +88,10 @@ class Runner:
 
 
 @pytest.fixture
-def runner(ray_cluster: None, tmp_path: Path) -> Runner:
+def runner(ray_head: Any, tmp_path: Path) -> Runner:
+    """Nodes run on the session's local Ray head (2 CPUs), which this process joins."""
+    if not ray.is_initialized():
+        ray.init(address=ray_head.address, log_to_driver=False, configure_logging=False)
     return Runner(tmp_path)
 
 
@@ -237,6 +235,10 @@ def test_every_backend_equals_a_plain_script(runner: Runner, backend: str, task:
     expected = plain_metrics(task, plain, scaler.transform(X_test), y_test)
     assert metrics == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert ray.get(runner.notes["evaluate"]) == []
+    train_metrics = ray.get(runner.metrics["train"])
+    assert train_metrics["rows_train"] == len(X_train)
+    assert any(k.startswith("train_") and k != "train_seconds" for k in train_metrics)
+    assert {k: v for k, v in ray.get(runner.metrics["evaluate"]).items() if k in metrics} == metrics
     trained: TrainedModel = ray.get(model)
     assert trained.feature_names == tuple(X.columns)
     assert trained.scaler is not None
@@ -315,6 +317,9 @@ def test_pipeline_from_csv_equals_plain_script(runner: Runner) -> None:
     plain = pd.read_csv(runner.data / "train.csv").drop_duplicates()
     plain = plain.fillna(plain.median(numeric_only=True))
     pd.testing.assert_frame_equal(ray.get(clean), plain, check_exact=True)
+    clean_metrics = ray.get(runner.metrics["clean"])
+    assert clean_metrics["duplicates_dropped"] == len(frame) - len(plain)
+    assert clean_metrics["partitions"] == 2
     X, y = plain.drop(columns=["label"]), plain["label"]
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=1, stratify=y)
     scaler = MinMaxScaler().set_output(transform="pandas").fit(X_train)
@@ -382,3 +387,62 @@ def test_api_lists_the_library_and_rejects_bad_specs_with_field_paths(api: Api) 
         "spec.nodes[2].depends_on",  # a trainer needs a split, not a dataset
     }
     assert "n_estimators" in details.violations["spec.nodes[2].params.hyperparameters.n_estimator"]
+
+
+# -- through the engine ------------------------------------------------------------------------
+
+
+def test_a_run_through_the_server_equals_the_plain_script(
+    run_api: Api, run_plane: Any, tmp_path: Path
+) -> None:
+    from tests.integration.test_runs import register, start, wait
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame = pd.concat([frame, frame.sample(40, random_state=0)], ignore_index=True)
+    frame.loc[frame.sample(frac=0.05, random_state=1).index, "mean radius"] = np.nan
+    frame.to_csv(tmp_path / "cancer.csv", index=False)  # tmp_path is the server's data root
+    hp = {"n_estimators": 30, "max_depth": 3}
+    spec = _spec(
+        [
+            {"id": "load", "type": "data_loader", "params": {"path": "cancer.csv"}},
+            {"id": "clean", "type": "data_preprocessor", "depends_on": ["load"],
+             "params": {"drop_duplicates": True, "fill_missing": "median", "partitions": 2}},
+            {"id": "split", "type": "train_test_split", "depends_on": ["clean"],
+             "params": {"target": "target", "random_state": 3, "stratify": True}},
+            {"id": "scale", "type": "feature_scaler", "depends_on": ["split"]},
+            {"id": "train", "type": "model_trainer", "depends_on": ["scale"],
+             "params": {"backend": "xgboost", "task": "classification", "hyperparameters": hp}},
+            {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "scale"],
+             "params": {"feature_importance_top_k": 3}},
+            {"id": "save", "type": "model_saver", "depends_on": ["train"],
+             "params": {"path": "{{ parameters.model_dir }}"}},
+        ]
+    )  # fmt: skip
+    spec.parameters["model_dir"].string_value = "models/cancer"
+    register(run_api, "cancer", spec)
+    run = wait(run_api, start(run_api, "cancer").name, timeout=240)
+    nodes = {n.node_id: n for n in run.nodes}
+    assert run.state == run_pb2.Run.State.STATE_SUCCEEDED, run.error.message
+    metrics = dict(nodes["evaluate"].metrics)
+    assert sum(k.startswith("importance.") for k in metrics) == 3
+    assert {a.name for a in nodes["evaluate"].artifacts} >= {"output", "feature_importances"}
+
+    import xgboost
+
+    plain = pd.read_csv(tmp_path / "cancer.csv").drop_duplicates()
+    assert nodes["clean"].metrics["duplicates_dropped"] == len(frame) - len(plain)
+    plain = plain.fillna(plain.median(numeric_only=True))
+    X, y = plain.drop(columns=["target"]), plain["target"]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=3, stratify=y)
+    scaler = StandardScaler().set_output(transform="pandas").fit(X_train)
+    estimator = xgboost.XGBClassifier(n_jobs=1, random_state=0, **hp)
+    estimator.fit(scaler.transform(X_train), y_train)
+    expected = plain_metrics("classification", estimator, scaler.transform(X_test), y_test)
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected, rel=1e-9)
+
+    model_ref = next(a for a in nodes["save"].artifacts if a.name == "model")
+    assert model_ref.uri.endswith("models/cancer/model.json")
+    saved = load_model(Path(model_ref.uri).parent)
+    np.testing.assert_array_equal(
+        saved.predict(saved.scaler.transform(X_test)), estimator.predict(scaler.transform(X_test))
+    )

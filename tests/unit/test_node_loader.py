@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ray_nodes.data import output_of
 from ray_nodes.data_loader import DataLoaderNode, infer_format
 from ray_nodes.node import NodeContext
 from ray_nodes.paths import PathEscapeError
@@ -17,7 +18,7 @@ from ray_nodes.paths import PathEscapeError
 
 def load(root: Path, cpus: float = 1.0, **params: Any) -> pd.DataFrame:
     ctx = NodeContext("r", "runs/r", "p", "load", 1, params, cpus, data_roots=(root,))
-    return DataLoaderNode().run(ctx, [])
+    return output_of(DataLoaderNode().run(ctx, []))
 
 
 @pytest.fixture

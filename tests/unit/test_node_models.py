@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
-from ray_nodes.data import Split, TrainedModel
+from ray_nodes.data import Split, TrainedModel, output_of
 from ray_nodes.model_evaluator import ModelEvaluatorNode
 from ray_nodes.model_saver import ModelSaverNode, load_model
 from ray_nodes.model_trainer import ModelTrainerNode, encode_labels
@@ -40,7 +40,7 @@ def iris_split() -> Split:
 
 def train(split: Split, backend: str, **params: Any) -> TrainedModel:
     params = {"backend": backend, "task": "classification", "random_state": 0, **params}
-    return ModelTrainerNode().run(ctx("train", params), [split])
+    return output_of(ModelTrainerNode().run(ctx("train", params), [split]))
 
 
 @pytest.mark.parametrize(
@@ -62,11 +62,11 @@ def test_string_labels_multiclass_metrics_and_round_trip(
     assert set(predicted) <= set(model.classes)
     proba = model.predict_proba(iris_split.X_test)
     y = iris_split.y_test
-    metrics = ModelEvaluatorNode().run(
+    result = ModelEvaluatorNode().run(
         ctx("evaluate", {"metrics": ["accuracy", "f1", "roc_auc", "log_loss"]}),
         [model, iris_split],
     )
-    assert metrics == {
+    assert result.output == {
         "accuracy": skm.accuracy_score(y, predicted),
         "f1": skm.f1_score(y, predicted, average="weighted"),
         "roc_auc": skm.roc_auc_score(y, proba, multi_class="ovr", average="weighted"),
@@ -81,8 +81,12 @@ def test_string_labels_multiclass_metrics_and_round_trip(
 def test_manifest_and_tamper_detection(iris_split: Split, tmp_path: Path) -> None:
     model = train(iris_split, "xgboost", hyperparameters={"n_estimators": 5})
     node_ctx = ctx("save", {"path": "m", "format": "ubj"}, tmp_path)
-    ModelSaverNode().run(node_ctx, [model])
+    result = ModelSaverNode().run(node_ctx, [model])
+    assert result.output is None
+    assert [a["name"] for a in result.artifacts] == ["model", "manifest"]
+    assert result.artifacts[0]["uri"] == str((tmp_path / "m" / "model.ubj").resolve())
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert result.artifacts[0]["sha256"] == manifest["sha256"]
     assert manifest["library"] == "xgboost"
     assert manifest["format"] == "ubj"
     assert manifest["feature_names"] == list(iris_split.feature_names)
@@ -123,13 +127,13 @@ def test_thread_count_and_seed_come_from_the_node(iris_split: Split) -> None:
                              "estimator": "RandomForestClassifier", "random_state": 7,
                              "hyperparameters": {"n_estimators": 3}})  # fmt: skip
     node_ctx.num_cpus = 2.0
-    model = ModelTrainerNode().run(node_ctx, [iris_split])
+    model = output_of(ModelTrainerNode().run(node_ctx, [iris_split]))
     assert model.estimator.n_jobs == 2
     assert model.estimator.random_state == 7
     assert model.estimator.n_estimators == 3
     node_ctx.params = {"backend": "catboost", "task": "classification", "random_state": 7,
                        "hyperparameters": {"iterations": 3}}  # fmt: skip
-    params = ModelTrainerNode().run(node_ctx, [iris_split]).estimator.get_params()
+    params = output_of(ModelTrainerNode().run(node_ctx, [iris_split])).estimator.get_params()
     assert params["thread_count"] == 2
     assert params["random_seed"] == 7
 
@@ -172,19 +176,29 @@ def test_regression_metrics_and_importances(tmp_path: Path) -> None:
     y = pd.Series(3 * X["u"] - X["w"] + rng.normal(scale=0.1, size=200), name="t")
     split = Split(X.iloc[:150], X.iloc[150:], y.iloc[:150], y.iloc[150:], "t", "regression")
     params = {"backend": "sklearn", "task": "regression", "estimator": "Ridge"}
-    model = ModelTrainerNode().run(ctx("train", params), [split])
+    model = output_of(ModelTrainerNode().run(ctx("train", params), [split]))
     node_ctx = ctx("evaluate", {"feature_importance_top_k": 2})
-    metrics = ModelEvaluatorNode().run(node_ctx, [model, split])
+    result = ModelEvaluatorNode().run(node_ctx, [model, split])
     predicted = model.predict(split.X_test)
-    assert metrics == {
+    assert result.output == {
         "r2": skm.r2_score(split.y_test, predicted),
         "rmse": skm.root_mean_squared_error(split.y_test, predicted),
         "mae": skm.mean_absolute_error(split.y_test, predicted),
     }
+    # The scores are the node's metrics too, with the top-k importances (|coef_| for Ridge).
+    assert {k: result.metrics[k] for k in result.output} == result.output
+    assert set(result.metrics) >= {"importance.u", "importance.w"}
+    assert "importance.v" not in result.metrics
+    (artifact,) = result.artifacts
+    ranked = json.loads(artifact["content"])
+    assert artifact["name"] == "feature_importances"
+    assert [r["feature"] for r in ranked] == ["u", "w", "v"]
     with pytest.raises(ValueError, match="do not apply to regression"):
         ModelEvaluatorNode().run(ctx("evaluate", {"metrics": ["accuracy"]}), [model, split])
-    knn = ModelTrainerNode().run(
-        ctx("train", {**params, "estimator": "KNeighborsRegressor"}), [split]
+    knn = output_of(
+        ModelTrainerNode().run(
+            ctx("train", {**params, "estimator": "KNeighborsRegressor"}), [split]
+        )
     )
     node_ctx = ctx("evaluate", {})
     ModelEvaluatorNode().run(node_ctx, [knn, split])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ray_nodes import data_preprocessor as dp
+from ray_nodes.data import output_of
 from ray_nodes.node import NodeContext
 
 
@@ -180,7 +181,7 @@ def test_node_runs_in_process_with_one_partition() -> None:
         "r", "runs/r", "p", "clean", 1,
         {"drop_duplicates": True, "fill_missing": "most_frequent", "partitions": 1}, 1.0,
     )  # fmt: skip
-    got = dp.DataPreprocessorNode().run(ctx, [frame])
+    got = output_of(dp.DataPreprocessorNode().run(ctx, [frame]))
     pd.testing.assert_frame_equal(
         got, pandas_result(frame, True, False, "most_frequent", None), check_exact=True
     )

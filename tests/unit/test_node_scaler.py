@@ -11,7 +11,7 @@ import pytest
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from ray_nodes import data_preprocessor, feature_scaler
-from ray_nodes.data import FittedScaler, Split
+from ray_nodes.data import FittedScaler, Split, output_of
 from ray_nodes.feature_scaler import FeatureScalerNode, combine_moments, fit_scaler
 from ray_nodes.node import NodeContext
 
@@ -95,7 +95,7 @@ def test_node_fits_on_train_only_and_keeps_other_columns() -> None:
     data["flag"] = True
     split = make_split(data)
     ctx = NodeContext("r", "runs/r", "p", "scale", 1, {"method": "minmax"}, 1.0)
-    out = FeatureScalerNode().run(ctx, [split])
+    out = output_of(FeatureScalerNode().run(ctx, [split]))
     reference = MinMaxScaler().fit(split.X_train[list("abcdk")])
     np.testing.assert_array_equal(
         out.X_test[list("abcdk")].to_numpy(), reference.transform(split.X_test[list("abcdk")])
