@@ -106,7 +106,7 @@ class LightGBMBackend(TrainerBackend):
             estimator.fit(X, y, eval_set=[(X, y)])
         metrics: dict[str, float] = {}
         # One eval set, the training data; LightGBM names it "training" or "valid_0".
-        results = next(iter(estimator.evals_result_.values()), {})
+        results: dict[str, Any] = next(iter(estimator.evals_result_.values()), {})
         for metric, values in results.items():
             if len(values):
                 metrics[f"train_{metric}"] = float(values[-1])
