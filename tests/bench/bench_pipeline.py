@@ -84,9 +84,30 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def tree_pss(pid: int | None = None) -> int:
-    """Summed PSS in bytes of a process and all its descendants."""
-    return sum(_pss(p) for p in _tree(pid or os.getpid()))
+def _session_members(sessions: set[int]) -> list[int]:
+    """Processes whose session id is in ``sessions`` (a Ray head started by ``ray start``
+    runs in its own session: GCS, raylet and the workers the raylet starts)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions:
+            members.append(int(entry))
+    return members
+
+
+def tree_pss(pid: int | None = None, sessions: set[int] | None = None) -> int:
+    """Summed PSS in bytes of a process and all its descendants, and of every process of
+    ``sessions``."""
+    pids = set(_tree(pid or os.getpid()))
+    if sessions:
+        pids.update(_session_members(sessions))
+    return sum(_pss(p) for p in pids)
 
 
 class PeakSampler:
@@ -95,23 +116,25 @@ class PeakSampler:
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.peak = 0
+        #: Process sessions measured besides this process's tree (a separately started Ray).
+        self.sessions: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, tree_pss())
+            self.peak = max(self.peak, tree_pss(sessions=self.sessions))
 
     @contextmanager
     def phase(self, into: dict[str, float]) -> Iterator[None]:
         """Records ``seconds``, ``idle_bytes``, ``peak_bytes`` of the block into ``into``."""
-        idle = tree_pss()
+        idle = tree_pss(sessions=self.sessions)
         self.peak = idle
         started = time.perf_counter()
         yield
         into["seconds"] = time.perf_counter() - started
-        self.peak = max(self.peak, tree_pss())
+        self.peak = max(self.peak, tree_pss(sessions=self.sessions))
         into["idle_bytes"] = float(idle)
         into["peak_bytes"] = float(self.peak)
 
@@ -200,6 +223,7 @@ def measured(sampler: PeakSampler | None, into: dict[str, Any]) -> Iterator[None
 def _pipeline_once(csv: Path, artifacts: Path, run: str) -> dict[str, float]:
     import ray
 
+    from ray_nodes.data import output_of
     from ray_nodes.data_loader import DataLoaderNode
     from ray_nodes.data_preprocessor import DataPreprocessorNode
     from ray_nodes.feature_scaler import FeatureScalerNode
@@ -211,7 +235,7 @@ def _pipeline_once(csv: Path, artifacts: Path, run: str) -> dict[str, float]:
 
     @ray.remote
     def run_node(node: Any, ctx: NodeContext, *inputs: Any) -> Any:
-        return node.run(ctx, list(inputs))
+        return output_of(node.run(ctx, list(inputs)))
 
     def step(node: Any, node_id: str, params: dict[str, Any], *inputs: Any, cpus: int = 1) -> Any:
         ctx = NodeContext(
@@ -284,6 +308,93 @@ def pipeline(csv: Path, artifacts: Path, sampler: PeakSampler | None = None) -> 
     return result
 
 
+def _spec() -> Any:
+    from google.protobuf import json_format
+
+    from raypipe.v1 import pipeline_spec_pb2
+
+    trainer = {"backend": "xgboost", "task": "classification", "hyperparameters": XGB_PARAMS}
+    nodes = [
+        {"id": "load", "type": "data_loader", "params": {"path": "bench.csv"}},
+        {"id": "clean", "type": "data_preprocessor", "depends_on": ["load"], "params": PREPROCESS},
+        {"id": "split", "type": "train_test_split", "depends_on": ["clean"],
+         "params": {"target": "label", "random_state": SEED, "stratify": True}},
+        {"id": "scale", "type": "feature_scaler", "depends_on": ["split"]},
+        {"id": "train", "type": "model_trainer", "depends_on": ["scale"], "params": trainer,
+         "resources": {"num_cpus": 2}},
+        {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "scale"],
+         "params": {"feature_importance_top_k": 0}},
+        {"id": "save", "type": "model_saver", "depends_on": ["train"], "params": {"path": "model"}},
+    ]  # fmt: skip
+    return json_format.ParseDict({"nodes": nodes}, pipeline_spec_pb2.PipelineSpec())
+
+
+def engine(csv: Path, root: Path, sampler: PeakSampler | None = None) -> dict[str, Any]:
+    """The pipeline as a run through the control plane and the run engine, on a local Ray
+    head started as ``raypipe serve`` starts it: a cold run, then warm runs."""
+    import grpc
+    import ray
+
+    from control_plane.server import ControlPlane, ServerConfig
+    from ray_nodes.cluster import ensure_local_head
+    from raypipe.v1 import pipeline_pb2, pipeline_service_pb2_grpc, run_pb2, run_service_pb2_grpc
+    from raypipe.v1 import pipeline_service_pb2 as ppb
+    from raypipe.v1 import run_service_pb2 as rpb
+
+    head = ensure_local_head(root / "ray", num_cpus=2, dashboard=False)
+    plane = ControlPlane(
+        ServerConfig(
+            data_dir=root / "plane", port=0, ray_address=head.address, data_roots=(csv.parent,)
+        )
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{plane.start()}")
+    pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(channel)
+    runs = run_service_pb2_grpc.RunServiceStub(channel)
+    pipelines.CreatePipeline(ppb.CreatePipelineRequest(pipeline_id="bench"))
+    pipelines.CreatePipelineVersion(
+        ppb.CreatePipelineVersionRequest(
+            parent="pipelines/bench", pipeline_version=pipeline_pb2.PipelineVersion(spec=_spec())
+        )
+    )
+
+    def run_once() -> Any:
+        run = runs.CreateRun(rpb.CreateRunRequest(run=run_pb2.Run(pipeline="pipelines/bench"))).run
+        for response in runs.WatchRun(rpb.WatchRunRequest(name=run.name)):
+            run = response.run
+        if run.state != run_pb2.Run.State.STATE_SUCCEEDED:
+            raise RuntimeError(f"run {run.name} ended {run.state}: {run.error.message}")
+        return run
+
+    result: dict[str, Any] = {"cold": {}}
+    try:
+        if sampler is not None:
+            sampler.sessions.add(head.session_id)
+        with measured(sampler, result["cold"]):
+            run = run_once()
+        if sampler is None:
+            warm, nodes = [], []
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                run = run_once()
+                warm.append(time.perf_counter() - started)
+                nodes.append({n.node_id: n.metrics["duration_seconds"] for n in run.nodes})
+            result["warm"] = warm
+            result["nodes"] = {k: statistics.median(n[k] for n in nodes) for k in nodes[0]}
+            result["stored_bytes"] = sum(
+                a.size_bytes for n in run.nodes for a in n.artifacts if a.name == "output"
+            )
+        evaluate = next(n for n in run.nodes if n.node_id == "evaluate")
+        result["metrics"] = {
+            k: evaluate.metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")
+        }
+    finally:
+        channel.close()
+        plane.stop(grace=1)
+        ray.shutdown()
+        head.stop()
+    return result
+
+
 # -- driver ------------------------------------------------------------------------------------
 
 
@@ -320,39 +431,46 @@ def main() -> None:
         )
         # Timing runs measure no memory: walking /proc would take CPU from the runs.
         plains = [_child("plain", csv, root / "plain") for _ in range(REPEATS)]
-        piped = _child("pipeline", csv, root / "artifacts")
-        plain_memory = _child("plain", csv, root / "plain", memory=True)
-        piped_memory = _child("pipeline", csv, root / "artifacts", memory=True)
+        tasks = _child("tasks", csv, root / "tasks")
+        runs = _child("engine", csv, root / "engine")
+        memory = {
+            side: _child(side, csv, root / f"{side}-memory", memory=True)
+            for side in ("plain", "tasks", "engine")
+        }
 
     plain_s = statistics.median(p["seconds"] for p in plains)
-    warm_s = statistics.median(piped["warm"])
-    cold_s = piped["cold"]["seconds"]
     print(f"2 CPUs; each side in its own process; times are medians of {REPEATS} runs")
-    print(f"  plain script        {plain_s:6.2f} s  (runs: {_list(p['seconds'] for p in plains)})")
-    print(f"  pipeline, warm      {warm_s:6.2f} s  (runs: {_list(piped['warm'])})")
     print(
-        f"  pipeline, cold      {cold_s:6.2f} s  (first run after ray.init: workers start, import)"
+        f"  plain script                 {plain_s:6.2f} s  ({_list(p['seconds'] for p in plains)})"
     )
-    print(f"  wall-time ratio (pipeline warm / plain): {warm_s / plain_s:.2f}   target <= 1.15")
-    print(f"  wall-time ratio (pipeline cold / plain): {cold_s / plain_s:.2f}")
-    p_idle, p_peak = plain_memory["idle_bytes"], plain_memory["peak_bytes"]
-    r_idle, r_peak = piped_memory["cold"]["idle_bytes"], piped_memory["cold"]["peak_bytes"]
-    print(
-        f"  peak memory, plain:    {_mib(p_peak)} ({_mib(p_peak - p_idle)} above the idle process)"
-    )
-    print(
-        f"  peak memory, pipeline: {_mib(r_peak)} ({_mib(r_peak - r_idle)} above the idle Ray "
-        "processes; includes the worker processes it starts and the object store)"
-    )
-    print(f"  peak memory ratio, above idle: {(r_peak - r_idle) / (p_peak - p_idle):.2f}")
-    print(f"  peak memory ratio, totals:     {r_peak / p_peak:.2f}")
+    for name, side in (("engine", runs), ("tasks", tasks)):
+        label = "run through the engine" if name == "engine" else "node tasks, no engine"
+        warm_s = statistics.median(side["warm"])
+        print(
+            f"  {label:22} warm {warm_s:6.2f} s  ({_list(side['warm'])}); "
+            f"cold {side['cold']['seconds']:.2f} s; ratio warm/plain {warm_s / plain_s:.2f} "
+            f"(target <= 1.15), cold/plain {side['cold']['seconds'] / plain_s:.2f}"
+        )
+    nodes = ", ".join(f"{k} {v:.2f}" for k, v in runs["nodes"].items())
+    print(f"  engine run, node durations (s, median): {nodes}")
+    print(f"  engine run, outputs stored per run: {_mib(runs['stored_bytes'])}")
+    p_idle, p_peak = memory["plain"]["idle_bytes"], memory["plain"]["peak_bytes"]
+    print(f"  peak memory, plain script: {_mib(p_peak)} ({_mib(p_peak - p_idle)} above idle)")
+    for name in ("engine", "tasks"):
+        idle, peak = memory[name]["cold"]["idle_bytes"], memory[name]["cold"]["peak_bytes"]
+        print(
+            f"  peak memory, {name:6}: {_mib(peak)} ({_mib(peak - idle)} above idle Ray); "
+            f"ratio above idle {(peak - idle) / (p_peak - p_idle):.2f}, totals {peak / p_peak:.2f}"
+        )
     reference = plains[0]["metrics"]
-    same = all(abs(piped["metrics"][k] - v) < 1e-12 for k, v in reference.items())
-    print(f"  test metrics identical to the plain script: {same} {reference}")
+    for name, side in (("engine", runs), ("tasks", tasks)):
+        same = all(abs(side["metrics"][k] - v) < 1e-12 for k, v in reference.items())
+        print(f"  {name} test metrics identical to the plain script's: {same}")
+    print(f"  test metrics: { {k: round(v, 6) for k, v in reference.items()} }")
     for fill in FILLS:
-        one = piped[f"preprocess_{fill}"]["1"]
-        two = piped[f"preprocess_{fill}"]["2"]
-        pandas_s = piped[f"preprocess_{fill}_pandas"]
+        one = tasks[f"preprocess_{fill}"]["1"]
+        two = tasks[f"preprocess_{fill}"]["2"]
+        pandas_s = tasks[f"preprocess_{fill}_pandas"]
         print(
             f"  preprocessor, drop_duplicates + fill {fill}: 1 partition {one:.2f} s, "
             f"2 partitions {two:.2f} s, speed-up {one / two:.2f} (target >= 1.6); "
@@ -364,11 +482,12 @@ def _list(values: Any) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
+SIDES = {"plain": plain, "tasks": pipeline, "engine": engine}
+
 if __name__ == "__main__":
     side, csv_path, out_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     peak_sampler = PeakSampler(interval=0.1) if "--memory" in sys.argv else None
-    run_side = plain if side == "plain" else pipeline
-    outcome = run_side(csv_path, out_dir, peak_sampler)
+    outcome = SIDES[side](csv_path, out_dir, peak_sampler)
     if peak_sampler is not None:
         peak_sampler.close()
     print(json.dumps(outcome, default=float))
