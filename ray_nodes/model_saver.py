@@ -260,7 +260,7 @@ class ModelSaverNode(NodeType):
             },
             {
                 "name": "manifest",
-                "kind": ArtifactKind.METRICS.value,
+                "kind": ArtifactKind.MODEL.value,
                 "uri": str(manifest_path),
                 "size_bytes": manifest_path.stat().st_size,
                 "sha256": sha256_file(manifest_path),
