@@ -1,0 +1,610 @@
+"""The firing loop: starts the runs schedules call for, exactly once per fire.
+
+The fire-time logic is pure (:mod:`control_plane.scheduling`); this module adds the overlap
+policies, retries and the loop around it. The loop never imports Ray: it starts runs through
+a :class:`RunStarter`, which the server implements over the RunSupervisor
+(:class:`SupervisorStarter`) and tests implement with a fake.
+
+Exactly once, across crashes and replicas:
+
+1. Deciding: the loop locks due schedule rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+   the single write lock on SQLite), decides their due fires, records each fire in
+   ``schedule_fires`` and moves the schedule's cursor past them, all in one transaction. A
+   crash before the commit leaves nothing behind: the fires are still due and are decided
+   again. Two replicas cannot both decide a fire: one holds the row, the other skips it and
+   finds it no longer due; the fire's primary key is the backstop.
+2. Starting: after the commit each ``pending`` fire is started with a run request id
+   derived from (schedule, scheduled_time, attempt), then recorded ``started``. A crash in
+   between leaves the fire ``pending``: the next start of the loop (or another replica,
+   once the fire's lease runs out) starts it again, and the request id returns the run
+   that exists instead of creating a second one. The database backstops that too: runs
+   are unique per (schedule, scheduled_time, attempt).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from google.protobuf import json_format, struct_pb2
+
+from control_plane.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from control_plane.scheduling import (
+    DEFAULT_CATCHUP_WINDOW,
+    DEFAULT_MAX_CATCHUP,
+    CatchupPolicy,
+    Clock,
+    CronTrigger,
+    IntervalTrigger,
+    OnceTrigger,
+    ScheduleTiming,
+    SystemClock,
+    Trigger,
+    due_fires,
+    jittered,
+)
+from control_plane.storage._convert import to_micros
+from control_plane.storage.repository import NewRun, Repository, RunChange
+from control_plane.storage.schedules import (
+    ATTEMPT_LABEL,
+    Advance,
+    FireDecision,
+    FireJob,
+    Occupancy,
+    ScheduleRepository,
+    ScheduleRow,
+    ScheduleTx,
+    Wakeup,
+)
+from raypipe.v1 import run_pb2, schedule_pb2
+
+log = logging.getLogger("raypipe.scheduler")
+
+__all__ = [
+    "RunStarter",
+    "Scheduler",
+    "StartRequest",
+    "SupervisorStarter",
+    "apply_overlap",
+    "overlap_of",
+    "parameters_of",
+    "plan_due",
+    "retry_delay",
+    "timing_of",
+]
+
+_TICK = timedelta(microseconds=1)
+_OVERLAP = schedule_pb2.OverlapPolicy
+_CATCHUP = {
+    schedule_pb2.CATCHUP_POLICY_UNSPECIFIED: CatchupPolicy.LATEST,
+    schedule_pb2.CATCHUP_POLICY_NONE: CatchupPolicy.NONE,
+    schedule_pb2.CATCHUP_POLICY_LATEST: CatchupPolicy.LATEST,
+    schedule_pb2.CATCHUP_POLICY_ALL: CatchupPolicy.ALL,
+}
+_ACTIVE_RUN_STATES = (
+    run_pb2.Run.STATE_PENDING,
+    run_pb2.Run.STATE_RUNNING,
+    run_pb2.Run.STATE_CANCELLING,
+)
+DEFAULT_RETRY_BACKOFF = timedelta(minutes=1)
+_LONGEST_BACKOFF = timedelta(days=365)  # keeps exponential growth clear of overflow
+
+
+# --- the schedule's configuration, as the pure logic sees it -----------------------------------
+def timing_of(config: schedule_pb2.Schedule, schedule_id: str) -> ScheduleTiming:
+    """The fire-time view of a stored (or requested) schedule.
+
+    Raises:
+        ValueError: The schedule has no trigger, or a timestamp or duration out of range.
+    """
+    trigger: Trigger
+    which = config.WhichOneof("trigger")
+    if which == "cron":
+        trigger = CronTrigger(config.cron.expression)
+    elif which == "interval":
+        trigger = IntervalTrigger(config.interval.every.ToTimedelta())
+    elif which == "once":
+        trigger = OnceTrigger(config.once.at.ToDatetime(tzinfo=UTC))
+    else:
+        raise ValueError("a schedule needs exactly one trigger: cron, interval or once")
+    return ScheduleTiming(
+        trigger,
+        time_zone=config.time_zone or "UTC",
+        start_time=(
+            config.start_time.ToDatetime(tzinfo=UTC) if config.HasField("start_time") else None
+        ),
+        end_time=config.end_time.ToDatetime(tzinfo=UTC) if config.HasField("end_time") else None,
+        max_runs=config.max_runs,
+        catchup_policy=_CATCHUP.get(config.catchup_policy, CatchupPolicy.LATEST),
+        catchup_window=(
+            config.catchup_window.ToTimedelta()
+            if config.HasField("catchup_window")
+            else DEFAULT_CATCHUP_WINDOW
+        ),
+        jitter=config.jitter.ToTimedelta() if config.HasField("jitter") else None,
+        schedule_id=schedule_id,
+    )
+
+
+def overlap_of(config: schedule_pb2.Schedule) -> int:
+    """The schedule's overlap policy; UNSPECIFIED means SKIP."""
+    return config.overlap_policy or _OVERLAP.OVERLAP_POLICY_SKIP
+
+
+def parameters_of(config: schedule_pb2.Schedule) -> dict[str, Any]:
+    """The schedule's run parameters as plain JSON values."""
+    struct = struct_pb2.Struct()
+    for key, value in config.parameters.items():
+        struct.fields[key].CopyFrom(value)
+    return json_format.MessageToDict(struct)
+
+
+def retry_delay(policy: schedule_pb2.ScheduleRetryPolicy, failed_attempt: int) -> timedelta:
+    """How long after attempt ``failed_attempt`` (1 = the first run) failed the next starts:
+    ``initial_backoff * multiplier ** (failed_attempt - 1)``, at most ``max_backoff``."""
+    initial = (
+        policy.initial_backoff.ToTimedelta()
+        if policy.HasField("initial_backoff")
+        else DEFAULT_RETRY_BACKOFF
+    )
+    multiplier = policy.backoff_multiplier or 2.0
+    cap = policy.max_backoff.ToTimedelta() if policy.HasField("max_backoff") else None
+    if cap is None or cap <= timedelta(0):
+        cap = _LONGEST_BACKOFF
+    seconds = initial.total_seconds() * math.pow(multiplier, max(failed_attempt - 1, 0))
+    if not math.isfinite(seconds):
+        return min(cap, _LONGEST_BACKOFF)
+    return min(timedelta(seconds=min(seconds, _LONGEST_BACKOFF.total_seconds())), cap)
+
+
+# --- deciding -----------------------------------------------------------------------------------
+def apply_overlap(
+    policy: int, fires: Sequence[datetime], occupancy: Occupancy
+) -> list[FireDecision]:
+    """What each fire does, given what already occupies the schedule.
+
+    "Occupied" means an earlier run of the schedule has not ended (or a decided fire has
+    not started yet). SKIP skips; BUFFER_ONE keeps one fire waiting and skips later ones;
+    BUFFER_ALL keeps every fire waiting, in order; CANCEL_OTHER starts the fire and cancels
+    the others (of several fires decided together only the latest starts: each would
+    cancel the one before); ALLOW_ALL starts every fire.
+    """
+    if policy == _OVERLAP.OVERLAP_POLICY_CANCEL_OTHER and fires:
+        superseded = [
+            FireDecision(t, "skipped", message="superseded by a later fire (CANCEL_OTHER)")
+            for t in fires[:-1]
+        ]
+        return [*superseded, FireDecision(fires[-1], "pending", cancel_others=True)]
+    occupied, buffered = occupancy.occupied, occupancy.buffered
+    out: list[FireDecision] = []
+    for t in fires:
+        if policy == _OVERLAP.OVERLAP_POLICY_ALLOW_ALL or not (occupied or buffered):
+            out.append(FireDecision(t, "pending"))
+            occupied = True
+        elif policy == _OVERLAP.OVERLAP_POLICY_BUFFER_ALL or (
+            policy == _OVERLAP.OVERLAP_POLICY_BUFFER_ONE and not buffered
+        ):
+            out.append(FireDecision(t, "buffered"))
+            buffered += 1
+        else:
+            reason = "a run is buffered already (BUFFER_ONE)" if buffered else "(SKIP)"
+            out.append(FireDecision(t, "skipped", message=f"an earlier run is going {reason}"))
+    return out
+
+
+@dataclass(frozen=True)
+class DuePlan:
+    """What the loop records for one due schedule (see :func:`plan_due`)."""
+
+    decisions: list[FireDecision]
+    advance: Advance
+    started: int  # decisions that start (or buffer) a run, for max_runs
+
+
+def plan_due(row: ScheduleRow, occupancy: Occupancy, now: datetime) -> DuePlan:
+    """Decide a schedule's due fires at ``now`` and where its cursor goes next."""
+    timing = timing_of(row.config, row.id)
+    anchor = row.create_time
+    decision = due_fires(
+        timing, row.fired_through, now, anchor=anchor, runs_started=row.runs_started
+    )
+    decisions = apply_overlap(overlap_of(row.config), decision.fires, occupancy)
+    started = sum(d.state in ("pending", "buffered") for d in decisions)
+    note = None
+    if decision.capped:
+        note = (
+            f"{now.isoformat()}: catch-up capped at {DEFAULT_MAX_CATCHUP} runs; "
+            f"{decision.skipped} older missed fires were skipped"
+        )
+        log.warning("schedule %s: %s", row.name, note)
+    next_fire, next_due = decision.next_fire, decision.next_due
+    if next_fire is not None:
+        through = next_fire - _TICK  # every earlier nominal time is handled now
+    else:
+        # Done, or max_runs counted fires that the overlap policy skipped: find the first
+        # fire not due yet without max_runs, and keep it if max_runs still allows a run.
+        upcoming = due_fires(
+            replace(timing, max_runs=0), row.fired_through, now, anchor=anchor
+        ).next_fire
+        through = upcoming - _TICK if upcoming is not None else now
+        runs_after = row.runs_started + started
+        if upcoming is not None and (not timing.max_runs or runs_after < timing.max_runs):
+            next_fire, next_due = upcoming, jittered(timing, upcoming, anchor=anchor)
+    last = max(decision.fires) if decision.fires else row.last_fire_time
+    advance = Advance(
+        fired_through=max(through, row.fired_through),
+        next_fire_time=next_fire,
+        next_due_time=next_due,
+        last_fire_time=last,
+        catchup_note=note,
+    )
+    return DuePlan(decisions, advance, started)
+
+
+# --- starting runs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartRequest:
+    """One run a schedule starts.
+
+    Attributes:
+        schedule_id: The schedule's id; the run carries ``schedules/{id}``.
+        scheduled_time: The nominal fire time the run carries.
+        attempt: 1 for the first run of a fire, 2, 3, ... for its retries.
+        pipeline_id: The pipeline.
+        version_number: The version to run (resolved when the fire was decided).
+        parameters: Run parameters, as JSON values.
+        request_id: Idempotency key of the run: a second start returns the first run.
+    """
+
+    schedule_id: str
+    scheduled_time: datetime
+    attempt: int
+    pipeline_id: str
+    version_number: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    @property
+    def schedule(self) -> str:
+        return f"schedules/{self.schedule_id}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {ATTEMPT_LABEL: str(self.attempt)}
+
+    @property
+    def display_name(self) -> str:
+        when = self.scheduled_time.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+        suffix = f"-attempt{self.attempt}" if self.attempt > 1 else ""
+        return f"{self.schedule_id}-{when}{suffix}"
+
+
+class RunStarter(Protocol):
+    """How the scheduler starts and cancels runs (the RunSupervisor, or a test's fake)."""
+
+    def start(self, request: StartRequest) -> run_pb2.Run:
+        """Store and start the run; a request_id seen before returns that run.
+
+        Raises:
+            NotFoundError: The version no longer exists.
+            AlreadyExistsError: A run for this (schedule, scheduled_time, attempt) exists.
+        """
+        ...
+
+    def cancel(self, run_id: str) -> None:
+        """Ask a run to stop (a no-op for a run that has ended)."""
+        ...
+
+
+class _Supervisor(Protocol):
+    def launch(self, new: NewRun, spec: bytes, reuse: Any = None) -> run_pb2.Run: ...
+
+    def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run: ...
+
+
+class SupervisorStarter:
+    """Starts scheduled runs through the RunSupervisor, the one way runs start."""
+
+    def __init__(self, repository: Repository, supervisor: _Supervisor) -> None:
+        self._repo = repository
+        self._supervisor = supervisor
+
+    def start(self, request: StartRequest) -> run_pb2.Run:
+        version = self._repo.get_version(request.pipeline_id, request.version_number)
+        new = NewRun(
+            run_id=uuid.uuid4().hex,
+            pipeline_id=request.pipeline_id,
+            version_number=request.version_number,
+            parameters=request.parameters,
+            node_ids=[n.id for n in version.spec.nodes],
+            display_name=request.display_name,
+            labels=request.labels,
+            request_id=request.request_id,
+            schedule=request.schedule,
+            scheduled_time=request.scheduled_time,
+        )
+        undeclared = sorted(set(request.parameters) - set(version.spec.parameters))
+        if undeclared:
+            # The default version moved to one without these parameters. The run is stored
+            # FAILED, so the user sees why the fire did not run where they look for runs.
+            return self._refuse(new, undeclared, version.name)
+        return self._supervisor.launch(new, version.spec.SerializeToString())
+
+    def cancel(self, run_id: str) -> None:
+        run = self._repo.get_run(run_id)
+        if run.state in _ACTIVE_RUN_STATES:
+            self._supervisor.request_cancel(run)
+
+    def _refuse(self, new: NewRun, undeclared: list[str], version: str) -> run_pb2.Run:
+        stored, created = self._repo.create_run(new)
+        if not created:
+            return stored
+        message = (
+            f"{version} declares no parameter {', '.join(map(repr, undeclared))}: update "
+            "the schedule's parameters or pin a version that declares them"
+        )
+        now = datetime.now(UTC)
+        event = run_pb2.RunEvent(
+            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
+            run_state=run_pb2.Run.STATE_FAILED,
+            message=message,
+        )
+        event.time.FromDatetime(now)
+        error = run_pb2.ExecutionError(type="raypipe.InvalidParameters", message=message)
+        run, _ = self._repo.record(
+            new.run_id,
+            RunChange(state=run_pb2.Run.STATE_FAILED, end_time=now, error=error, events=[event]),
+        )
+        return run
+
+
+def run_request_id(schedule_id: str, scheduled_time: datetime, attempt: int) -> str:
+    """The run request id of one attempt of one fire: the same on every replica and restart."""
+    return f"schedule:{schedule_id}:{to_micros(scheduled_time)}:{attempt}"
+
+
+# --- the loop -----------------------------------------------------------------------------------
+class Scheduler:
+    """The firing loop, in one thread; safe to run in several replicas on one PostgreSQL.
+
+    Args:
+        schedules: Where schedules and fires are stored.
+        starter: How runs start and are cancelled.
+        clock: Real time by default; tests pass a FakeClock.
+        batch_size: Schedules decided per transaction.
+        watch_interval: How often runs are looked at while a fire waits for one to end
+            (buffered fires, retries); nothing is polled when no fire waits.
+        resync_interval: The longest sleep, so a replica notices schedules that other
+            replicas created; a change made through this process wakes the loop at once.
+        lease: How long a decided fire belongs to the process that decided it before
+            another replica may start it.
+    """
+
+    def __init__(
+        self,
+        schedules: ScheduleRepository,
+        starter: RunStarter,
+        clock: Clock | None = None,
+        *,
+        batch_size: int = 200,
+        watch_interval: timedelta = timedelta(seconds=2),
+        resync_interval: timedelta = timedelta(seconds=30),
+        lease: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.schedules = schedules
+        self.starter = starter
+        self.clock: Clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self.watch_interval = watch_interval
+        self.resync_interval = resync_interval
+        self.lease = lease
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        # What the last pass saw waiting besides due schedules (None: look at everything).
+        self._waiting: Wakeup | None = None
+        self._next_watch = datetime.min.replace(tzinfo=UTC)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the loop thread; it first starts the fires a previous process left pending."""
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and wait for its current pass to finish."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look again now: a schedule changed."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        repair_all = True  # the fires a dead process left pending, whatever their lease
+        while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a change during it makes the sleep short
+            try:
+                deadline = self.run_once(repair_all=repair_all)
+                repair_all = False
+            except Exception:
+                log.exception("scheduler pass failed; trying again shortly")
+                deadline = self.clock.now() + timedelta(seconds=5)
+            if self._stopping.is_set():
+                break
+            self.clock.sleep_until(deadline, self._wake)
+
+    # --- one pass ------------------------------------------------------------------------------
+    def run_once(self, *, repair_all: bool = False) -> datetime:
+        """Do everything that is due now; returns when to look again.
+
+        Args:
+            repair_all: Start every pending fire, whatever its lease (at start-up: a
+                previous process of this replica died with them).
+        """
+        now = self.clock.now()
+        lease_until = now + self.lease
+        progress = False
+        while not self._stopping.is_set():
+            with self.schedules.transaction() as tx:
+                rows = tx.lock_due(now, self.batch_size)
+                jobs = self.decide(tx, rows, now)
+            self.start_jobs(jobs)
+            progress = progress or bool(rows)
+            if len(rows) < self.batch_size:
+                break
+        # The rest only when the last pass saw it coming, so that a pass for one due
+        # schedule costs one write transaction, not five.
+        seen = self._waiting
+        if seen is None or (seen.next_retry is not None and seen.next_retry <= now):
+            self.start_jobs(self.schedules.claim_retries(now, lease_until, limit=1000))
+        if seen is None or (seen.watching and now >= self._next_watch):
+            self._next_watch = now + self.watch_interval
+            self._settle_watches(now)
+            self.start_jobs(self._promote_buffered(now, lease_until))
+        if repair_all or seen is None or (seen.next_lease is not None and seen.next_lease <= now):
+            self.start_jobs(
+                self.schedules.claim_pending(now, lease_until, ignore_lease=repair_all, limit=1000)
+            )
+        return self._next_deadline(now, progress)
+
+    def decide(self, tx: ScheduleTx, rows: Sequence[ScheduleRow], now: datetime) -> list[FireJob]:
+        """Decide and record the due fires of locked schedules; the pending ones to start."""
+        occupancy = tx.occupancy(rows)
+        jobs: list[FireJob] = []
+        for row in rows:
+            try:
+                plan = plan_due(row, occupancy[row.id], now)
+            except Exception as e:  # a stored schedule the logic cannot read: stop firing it
+                log.exception("schedule %s: cannot decide its fires; pausing it", row.name)
+                tx.update(
+                    row, user_change=False, now=now, paused=True,
+                    pause_note=f"paused by the scheduler: {type(e).__name__}: {e}",
+                )  # fmt: skip
+                continue
+            new_jobs, existing = tx.record(
+                row, plan.decisions, origin="fire", now=now, lease_until=now + self.lease
+            )
+            started = plan.started - sum(
+                d.scheduled_time in existing and d.state in ("pending", "buffered")
+                for d in plan.decisions
+            )
+            tx.advance(row, plan.advance, row.runs_started + started)
+            jobs.extend(new_jobs)
+        return jobs
+
+    def start_jobs(self, jobs: Iterable[FireJob]) -> list[run_pb2.Run | None]:
+        """Start pending fires in order; the run of each (None where it did not start)."""
+        return [self.start_job(job) for job in jobs]
+
+    def start_job(self, job: FireJob, *, raise_errors: bool = False) -> run_pb2.Run | None:
+        """Start one pending fire's run and record it.
+
+        Args:
+            job: The fire.
+            raise_errors: Raise what went wrong (for a caller that answers a request);
+                otherwise log it and return None. A fire that can never start is recorded
+                failed either way; one that failed for a passing reason stays pending and
+                is started again once its lease runs out.
+        """
+        fire = job.fire
+        if fire.version_number is None:
+            return None
+        now = self.clock.now()
+        if fire.cancel_others:
+            own = self.schedules.find_run_id(fire.schedule_id, fire.scheduled_time, fire.attempt)
+            for run_id in self.schedules.active_run_ids(fire.schedule_id):
+                if run_id != own:
+                    self.starter.cancel(run_id)
+        request = StartRequest(
+            schedule_id=fire.schedule_id,
+            scheduled_time=fire.scheduled_time,
+            attempt=fire.attempt,
+            pipeline_id=job.pipeline_id,
+            version_number=fire.version_number,
+            parameters=parameters_of(job.config),
+            request_id=run_request_id(fire.schedule_id, fire.scheduled_time, fire.attempt),
+        )
+        watch = fire.attempt <= job.config.retry.max_retries
+        try:
+            run = self.starter.start(request)
+        except AlreadyExistsError:
+            # The run exists without our request id (not through this loop, but the
+            # database says so): adopt it rather than lose track of it.
+            found = self.schedules.find_run_id(fire.schedule_id, fire.scheduled_time, fire.attempt)
+            if found is not None:
+                self.schedules.mark_started(fire, found, watch=watch, now=now)
+            if raise_errors:
+                raise
+            return None
+        except (NotFoundError, InvalidArgumentError, FailedPreconditionError) as e:
+            log.warning("schedule %s: a fire cannot start: %s", fire.schedule_id, e.message)
+            self.schedules.mark_failed(fire, e.message, now=now)
+            if raise_errors:
+                raise
+            return None
+        except Exception:
+            if raise_errors:
+                raise
+            log.exception("schedule %s: starting a run failed; will retry", fire.schedule_id)
+            return None
+        self.schedules.mark_started(fire, run.name.removeprefix("runs/"), watch=watch, now=now)
+        return run
+
+    # --- runs that ended -------------------------------------------------------------------------
+    def _settle_watches(self, now: datetime) -> None:
+        """Retry the watched fires whose run failed; settle the others that ended."""
+        with self.schedules.transaction() as tx:
+            for job, state, end_time in tx.ended_watches(limit=1000):
+                fire, policy = job.fire, job.config.retry
+                if state == run_pb2.Run.STATE_FAILED and fire.attempt <= policy.max_retries:
+                    ended = min(end_time, now) if end_time is not None else now
+                    tx.retry_later(fire, ended + retry_delay(policy, fire.attempt), now)
+                    log.info(
+                        "schedule %s: the run of %s failed; attempt %d follows",
+                        fire.schedule_id,
+                        fire.scheduled_time.isoformat(),
+                        fire.attempt + 1,
+                    )
+                else:
+                    tx.settle(fire, now)
+
+    def _promote_buffered(self, now: datetime, lease_until: datetime) -> list[FireJob]:
+        """The earliest buffered fire of each schedule that nothing occupies any more."""
+        jobs: list[FireJob] = []
+        with self.schedules.transaction() as tx:
+            rows = tx.lock_some(tx.buffered_schedule_ids())
+            occupancy = tx.occupancy(rows)
+            for row in rows:
+                if not occupancy[row.id].occupied:
+                    job = tx.promote_buffered(row, now=now, lease_until=lease_until)
+                    if job is not None:
+                        jobs.append(job)
+        return jobs
+
+    def _next_deadline(self, now: datetime, progress: bool) -> datetime:
+        self._waiting = wakeup = self.schedules.wakeup()
+        candidates = [now + self.resync_interval]
+        candidates.extend(
+            t for t in (wakeup.next_due, wakeup.next_retry, wakeup.next_lease) if t is not None
+        )
+        if wakeup.watching:
+            candidates.append(max(self._next_watch, now))
+        deadline = min(candidates)
+        if deadline <= now and not progress:
+            # Due rows that another replica holds right now: give it a moment.
+            deadline = now + timedelta(milliseconds=50)
+        return deadline
