@@ -376,9 +376,10 @@ class RunSupervisor:
 
     def submit(self, submission: RunSubmission) -> None:
         """Hand a stored PENDING run to the engine and follow it."""
+        # Registered with the engine first, so the poll that follows the run finds it there.
+        self._engine.submit(submission)
         with self._lock:
             self._cursors.setdefault(submission.run_id, 0)
-        self._engine.submit(submission)
 
     def cancel(self, run_id: str) -> None:
         self._engine.cancel(run_id)

@@ -168,6 +168,7 @@ as_postgres psql -X -q -p "$port" -d postgres -v ON_ERROR_STOP=1 \
 SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'password')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'password') \gexec
+SELECT format('GRANT pg_signal_backend TO %I', :'role') \gexec
 SQL
 
 if ! can_login "$port"; then
