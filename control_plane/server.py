@@ -24,17 +24,22 @@ from raypipe.v1 import (
     pipeline_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
+    schedule_service_pb2,
 )
 
 if TYPE_CHECKING:
     from control_plane.runs import RunSupervisor
+    from control_plane.scheduler import Scheduler
     from ray_nodes.cluster import LocalHead
     from ray_nodes.engine import RayEngine
 
 log = logging.getLogger("raypipe.server")
 
 PIPELINE_SERVICES = (pipeline_service_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name,)
-RUN_SERVICES = (run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,)
+RUN_SERVICES = (
+    run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class ControlPlane:
         self.local_head: LocalHead | None = None
         self.engine: RayEngine | None = None
         self.supervisor: RunSupervisor | None = None
+        self.scheduler: Scheduler | None = None
         self.ray_address = ""
 
     def start(self) -> int:
@@ -158,6 +164,21 @@ class ControlPlane:
         run_service_pb2_grpc.add_RunServiceServicer_to_server(
             RunService(repo, self.supervisor), server
         )
+        self._start_scheduler(server, repo)
+
+    def _start_scheduler(self, server: grpc.Server, repo: Repository) -> None:
+        from control_plane.scheduler import Scheduler, SupervisorStarter
+        from control_plane.services.schedule_service import ScheduleService
+        from control_plane.storage.schedules import ScheduleRepository
+        from raypipe.v1 import schedule_service_pb2_grpc
+
+        assert self.supervisor is not None
+        schedules = ScheduleRepository.of(repo)
+        self.scheduler = Scheduler(schedules, SupervisorStarter(repo, self.supervisor))
+        self.scheduler.start()
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleService(repo, schedules, self.scheduler), server
+        )
 
     def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         self._health.set("", status)
@@ -173,6 +194,8 @@ class ControlPlane:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.engine is not None:

@@ -190,6 +190,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
                 again = self._schedules.get_by_request_id(request.request_id)
                 if again is not None:  # the same request, made concurrently
                     return pb.CreateScheduleResponse(schedule=again.to_proto())
+            self._repo.get_pipeline(pipeline_id)  # NOT_FOUND if it was deleted meanwhile
             raise AlreadyExistsError(
                 f"schedule 'schedules/{schedule_id}' already exists",
                 reason="SCHEDULE_ALREADY_EXISTS",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,10 +47,7 @@ from control_plane.storage._schedule_rows import (
 )
 from control_plane.storage._schedule_tables import ATTEMPT_LABEL, schedule_fires, schedules
 from control_plane.storage._tables import ACTIVE_RUN_STATES, UtcDateTime, pipelines, runs
-from control_plane.storage.repository import Page
-
-if TYPE_CHECKING:
-    from control_plane.storage.sql import SqlRepository
+from control_plane.storage.repository import Page, Repository
 
 __all__ = [
     "ATTEMPT_LABEL",
@@ -74,7 +71,7 @@ _TERMINAL_RUN_STATES = (3, 4, 6)  # Run.State SUCCEEDED, FAILED, CANCELLED
 
 
 class ScheduleRepository:
-    """Schedules and fires in the database of a :class:`SqlRepository`. Thread-safe."""
+    """Schedules and fires in the database of a SqlRepository. Thread-safe."""
 
     def __init__(self, engines: Engines) -> None:
         """Use ``engines`` (the SqlRepository's pool and transaction kinds)."""
@@ -82,18 +79,25 @@ class ScheduleRepository:
         self.dialect = engines.pool.dialect.name
 
     @classmethod
-    def of(cls, repository: SqlRepository) -> ScheduleRepository:
-        """The schedules of ``repository``'s database, on its connection pool."""
+    def of(cls, repository: Repository) -> ScheduleRepository:
+        """The schedules of a SqlRepository's database, on its connection pool.
+
+        Raises:
+            TypeError: ``repository`` is not SQL.
+        """
         engines = getattr(repository, "engines", None)
         if engines is None:
             # SqlRepository keeps its engines privately; until it exposes them (one line:
             # `self.engines = engines`), rebuild the same view of the same pool.
-            engines = Engines(
-                pool=repository._pool,
-                single=repository._single,
-                snapshot=repository._snapshot,
-                writer=repository._writer,
-            )
+            try:
+                engines = Engines(
+                    pool=repository._pool,  # type: ignore[attr-defined]
+                    single=repository._single,  # type: ignore[attr-defined]
+                    snapshot=repository._snapshot,  # type: ignore[attr-defined]
+                    writer=repository._writer,  # type: ignore[attr-defined]
+                )
+            except AttributeError as exc:
+                raise TypeError(f"schedules need a SqlRepository, not {repository!r}") from exc
         return cls(engines)
 
     # --- transactions --------------------------------------------------------------------------
