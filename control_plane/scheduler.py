@@ -1,7 +1,8 @@
 """The firing loop: starts the runs schedules call for, exactly once per fire.
 
-The fire-time logic is pure (:mod:`control_plane.scheduling`); this module adds the overlap
-policies, retries and the loop around it. The loop never imports Ray: it starts runs through
+The fire-time logic is pure (:mod:`control_plane.scheduling`), and so is what the loop
+decides for a schedule (:mod:`control_plane.schedule_policy`); this module is the loop around
+them. The loop never imports Ray: it starts runs through
 a :class:`RunStarter`, which the server implements over the RunSupervisor
 (:class:`SupervisorStarter`) and tests implement with a fake.
 
@@ -24,15 +25,12 @@ Exactly once, across crashes and replicas:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-
-from google.protobuf import json_format, struct_pb2
 
 from control_plane.errors import (
     AlreadyExistsError,
@@ -40,216 +38,30 @@ from control_plane.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from control_plane.scheduling import (
-    DEFAULT_CATCHUP_WINDOW,
-    DEFAULT_MAX_CATCHUP,
-    CatchupPolicy,
-    Clock,
-    CronTrigger,
-    IntervalTrigger,
-    OnceTrigger,
-    ScheduleTiming,
-    SystemClock,
-    Trigger,
-    due_fires,
-    jittered,
-)
+from control_plane.schedule_policy import parameters_of, plan_due, retry_delay
+from control_plane.scheduling import Clock, SystemClock
 from control_plane.storage._convert import to_micros
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.storage.schedules import (
     ATTEMPT_LABEL,
-    Advance,
-    FireDecision,
+    Fire,
     FireJob,
-    Occupancy,
     ScheduleRepository,
     ScheduleRow,
     ScheduleTx,
     Wakeup,
 )
-from raypipe.v1 import run_pb2, schedule_pb2
+from raypipe.v1 import run_pb2
 
 log = logging.getLogger("raypipe.scheduler")
 
-__all__ = [
-    "RunStarter",
-    "Scheduler",
-    "StartRequest",
-    "SupervisorStarter",
-    "apply_overlap",
-    "overlap_of",
-    "parameters_of",
-    "plan_due",
-    "retry_delay",
-    "timing_of",
-]
+__all__ = ["RunStarter", "Scheduler", "StartRequest", "SupervisorStarter", "run_request_id"]
 
-_TICK = timedelta(microseconds=1)
-_OVERLAP = schedule_pb2.OverlapPolicy
-_CATCHUP = {
-    schedule_pb2.CATCHUP_POLICY_UNSPECIFIED: CatchupPolicy.LATEST,
-    schedule_pb2.CATCHUP_POLICY_NONE: CatchupPolicy.NONE,
-    schedule_pb2.CATCHUP_POLICY_LATEST: CatchupPolicy.LATEST,
-    schedule_pb2.CATCHUP_POLICY_ALL: CatchupPolicy.ALL,
-}
 _ACTIVE_RUN_STATES = (
     run_pb2.Run.STATE_PENDING,
     run_pb2.Run.STATE_RUNNING,
     run_pb2.Run.STATE_CANCELLING,
 )
-DEFAULT_RETRY_BACKOFF = timedelta(minutes=1)
-_LONGEST_BACKOFF = timedelta(days=365)  # keeps exponential growth clear of overflow
-
-
-# --- the schedule's configuration, as the pure logic sees it -----------------------------------
-def timing_of(config: schedule_pb2.Schedule, schedule_id: str) -> ScheduleTiming:
-    """The fire-time view of a stored (or requested) schedule.
-
-    Raises:
-        ValueError: The schedule has no trigger, or a timestamp or duration out of range.
-    """
-    trigger: Trigger
-    which = config.WhichOneof("trigger")
-    if which == "cron":
-        trigger = CronTrigger(config.cron.expression)
-    elif which == "interval":
-        trigger = IntervalTrigger(config.interval.every.ToTimedelta())
-    elif which == "once":
-        trigger = OnceTrigger(config.once.at.ToDatetime(tzinfo=UTC))
-    else:
-        raise ValueError("a schedule needs exactly one trigger: cron, interval or once")
-    return ScheduleTiming(
-        trigger,
-        time_zone=config.time_zone or "UTC",
-        start_time=(
-            config.start_time.ToDatetime(tzinfo=UTC) if config.HasField("start_time") else None
-        ),
-        end_time=config.end_time.ToDatetime(tzinfo=UTC) if config.HasField("end_time") else None,
-        max_runs=config.max_runs,
-        catchup_policy=_CATCHUP.get(config.catchup_policy, CatchupPolicy.LATEST),
-        catchup_window=(
-            config.catchup_window.ToTimedelta()
-            if config.HasField("catchup_window")
-            else DEFAULT_CATCHUP_WINDOW
-        ),
-        jitter=config.jitter.ToTimedelta() if config.HasField("jitter") else None,
-        schedule_id=schedule_id,
-    )
-
-
-def overlap_of(config: schedule_pb2.Schedule) -> int:
-    """The schedule's overlap policy; UNSPECIFIED means SKIP."""
-    return config.overlap_policy or _OVERLAP.OVERLAP_POLICY_SKIP
-
-
-def parameters_of(config: schedule_pb2.Schedule) -> dict[str, Any]:
-    """The schedule's run parameters as plain JSON values."""
-    struct = struct_pb2.Struct()
-    for key, value in config.parameters.items():
-        struct.fields[key].CopyFrom(value)
-    return json_format.MessageToDict(struct)
-
-
-def retry_delay(policy: schedule_pb2.ScheduleRetryPolicy, failed_attempt: int) -> timedelta:
-    """How long after attempt ``failed_attempt`` (1 = the first run) failed the next starts:
-    ``initial_backoff * multiplier ** (failed_attempt - 1)``, at most ``max_backoff``."""
-    initial = (
-        policy.initial_backoff.ToTimedelta()
-        if policy.HasField("initial_backoff")
-        else DEFAULT_RETRY_BACKOFF
-    )
-    multiplier = policy.backoff_multiplier or 2.0
-    cap = policy.max_backoff.ToTimedelta() if policy.HasField("max_backoff") else None
-    if cap is None or cap <= timedelta(0):
-        cap = _LONGEST_BACKOFF
-    seconds = initial.total_seconds() * math.pow(multiplier, max(failed_attempt - 1, 0))
-    if not math.isfinite(seconds):
-        return min(cap, _LONGEST_BACKOFF)
-    return min(timedelta(seconds=min(seconds, _LONGEST_BACKOFF.total_seconds())), cap)
-
-
-# --- deciding -----------------------------------------------------------------------------------
-def apply_overlap(
-    policy: int, fires: Sequence[datetime], occupancy: Occupancy
-) -> list[FireDecision]:
-    """What each fire does, given what already occupies the schedule.
-
-    "Occupied" means an earlier run of the schedule has not ended (or a decided fire has
-    not started yet). SKIP skips; BUFFER_ONE keeps one fire waiting and skips later ones;
-    BUFFER_ALL keeps every fire waiting, in order; CANCEL_OTHER starts the fire and cancels
-    the others (of several fires decided together only the latest starts: each would
-    cancel the one before); ALLOW_ALL starts every fire.
-    """
-    if policy == _OVERLAP.OVERLAP_POLICY_CANCEL_OTHER and fires:
-        superseded = [
-            FireDecision(t, "skipped", message="superseded by a later fire (CANCEL_OTHER)")
-            for t in fires[:-1]
-        ]
-        return [*superseded, FireDecision(fires[-1], "pending", cancel_others=True)]
-    occupied, buffered = occupancy.occupied, occupancy.buffered
-    out: list[FireDecision] = []
-    for t in fires:
-        if policy == _OVERLAP.OVERLAP_POLICY_ALLOW_ALL or not (occupied or buffered):
-            out.append(FireDecision(t, "pending"))
-            occupied = True
-        elif policy == _OVERLAP.OVERLAP_POLICY_BUFFER_ALL or (
-            policy == _OVERLAP.OVERLAP_POLICY_BUFFER_ONE and not buffered
-        ):
-            out.append(FireDecision(t, "buffered"))
-            buffered += 1
-        else:
-            reason = "a run is buffered already (BUFFER_ONE)" if buffered else "(SKIP)"
-            out.append(FireDecision(t, "skipped", message=f"an earlier run is going {reason}"))
-    return out
-
-
-@dataclass(frozen=True)
-class DuePlan:
-    """What the loop records for one due schedule (see :func:`plan_due`)."""
-
-    decisions: list[FireDecision]
-    advance: Advance
-    started: int  # decisions that start (or buffer) a run, for max_runs
-
-
-def plan_due(row: ScheduleRow, occupancy: Occupancy, now: datetime) -> DuePlan:
-    """Decide a schedule's due fires at ``now`` and where its cursor goes next."""
-    timing = timing_of(row.config, row.id)
-    anchor = row.create_time
-    decision = due_fires(
-        timing, row.fired_through, now, anchor=anchor, runs_started=row.runs_started
-    )
-    decisions = apply_overlap(overlap_of(row.config), decision.fires, occupancy)
-    started = sum(d.state in ("pending", "buffered") for d in decisions)
-    note = None
-    if decision.capped:
-        note = (
-            f"{now.isoformat()}: catch-up capped at {DEFAULT_MAX_CATCHUP} runs; "
-            f"{decision.skipped} older missed fires were skipped"
-        )
-        log.warning("schedule %s: %s", row.name, note)
-    next_fire, next_due = decision.next_fire, decision.next_due
-    if next_fire is not None:
-        through = next_fire - _TICK  # every earlier nominal time is handled now
-    else:
-        # Done, or max_runs counted fires that the overlap policy skipped: find the first
-        # fire not due yet without max_runs, and keep it if max_runs still allows a run.
-        upcoming = due_fires(
-            replace(timing, max_runs=0), row.fired_through, now, anchor=anchor
-        ).next_fire
-        through = upcoming - _TICK if upcoming is not None else now
-        runs_after = row.runs_started + started
-        if upcoming is not None and (not timing.max_runs or runs_after < timing.max_runs):
-            next_fire, next_due = upcoming, jittered(timing, upcoming, anchor=anchor)
-    last = max(decision.fires) if decision.fires else row.last_fire_time
-    advance = Advance(
-        fired_through=max(through, row.fired_through),
-        next_fire_time=next_fire,
-        next_due_time=next_due,
-        last_fire_time=last,
-        catchup_note=note,
-    )
-    return DuePlan(decisions, advance, started)
 
 
 # --- starting runs ------------------------------------------------------------------------------
@@ -507,8 +319,15 @@ class Scheduler:
         return jobs
 
     def start_jobs(self, jobs: Iterable[FireJob]) -> list[run_pb2.Run | None]:
-        """Start pending fires in order; the run of each (None where it did not start)."""
-        return [self.start_job(job) for job in jobs]
+        """Start pending fires in order and record their runs in one transaction; the run
+        of each (None where it did not start now)."""
+        started: list[tuple[Fire, str, bool]] = []
+        out: list[run_pb2.Run | None] = []
+        for job in jobs:
+            run = self._launch(job, started, raise_errors=False)
+            out.append(run)
+        self.schedules.mark_started(started, now=self.clock.now())
+        return out
 
     def start_job(self, job: FireJob, *, raise_errors: bool = False) -> run_pb2.Run | None:
         """Start one pending fire's run and record it.
@@ -516,14 +335,23 @@ class Scheduler:
         Args:
             job: The fire.
             raise_errors: Raise what went wrong (for a caller that answers a request);
-                otherwise log it and return None. A fire that can never start is recorded
-                failed either way; one that failed for a passing reason stays pending and
-                is started again once its lease runs out.
+                otherwise log it and return None.
         """
+        started: list[tuple[Fire, str, bool]] = []
+        try:
+            return self._launch(job, started, raise_errors=raise_errors)
+        finally:
+            self.schedules.mark_started(started, now=self.clock.now())
+
+    def _launch(
+        self, job: FireJob, started: list[tuple[Fire, str, bool]], *, raise_errors: bool
+    ) -> run_pb2.Run | None:
+        """Start a fire's run; appends (fire, run id, watch) to ``started`` for the caller to
+        record. A fire that can never start is recorded failed; one that failed for a
+        passing reason stays pending and is started again once its lease runs out."""
         fire = job.fire
         if fire.version_number is None:
             return None
-        now = self.clock.now()
         if fire.cancel_others:
             own = self.schedules.find_run_id(fire.schedule_id, fire.scheduled_time, fire.attempt)
             for run_id in self.schedules.active_run_ids(fire.schedule_id):
@@ -546,13 +374,13 @@ class Scheduler:
             # database says so): adopt it rather than lose track of it.
             found = self.schedules.find_run_id(fire.schedule_id, fire.scheduled_time, fire.attempt)
             if found is not None:
-                self.schedules.mark_started(fire, found, watch=watch, now=now)
+                started.append((fire, found, watch))
             if raise_errors:
                 raise
             return None
         except (NotFoundError, InvalidArgumentError, FailedPreconditionError) as e:
             log.warning("schedule %s: a fire cannot start: %s", fire.schedule_id, e.message)
-            self.schedules.mark_failed(fire, e.message, now=now)
+            self.schedules.mark_failed(fire, e.message, now=self.clock.now())
             if raise_errors:
                 raise
             return None
@@ -561,7 +389,7 @@ class Scheduler:
                 raise
             log.exception("schedule %s: starting a run failed; will retry", fire.schedule_id)
             return None
-        self.schedules.mark_started(fire, run.name.removeprefix("runs/"), watch=watch, now=now)
+        started.append((fire, run.name.removeprefix("runs/"), watch))
         return run
 
     # --- runs that ended -------------------------------------------------------------------------

@@ -8,14 +8,12 @@ under the old settings; trigger and backfill decide their own) and wakes after e
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from control_plane import names
 from control_plane.errors import (
@@ -25,20 +23,26 @@ from control_plane.errors import (
     FieldViolation,
     InvalidArgumentError,
 )
-from control_plane.scheduler import (
-    Scheduler,
-    apply_overlap,
-    overlap_of,
-    timing_of,
-)
+from control_plane.schedule_policy import apply_overlap, overlap_of, timing_of
+from control_plane.scheduler import Scheduler
 from control_plane.scheduling import (
     DEFAULT_BACKFILL_LIMIT,
     fires_between,
     jittered,
     next_fire_after,
-    validate,
 )
 from control_plane.services._rpc import unary
+from control_plane.services._schedule_checks import (
+    MAX_REQUEST_ID,
+    TARGET,
+    TIMING,
+    backfill_range,
+    check_note,
+    config_of,
+    config_problems,
+    mask_paths,
+    parse_schedule_name,
+)
 from control_plane.storage.repository import Repository
 from control_plane.storage.schedules import (
     FireDecision,
@@ -51,80 +55,9 @@ from control_plane.storage.schedules import (
 from raypipe.v1 import run_pb2, schedule_pb2, schedule_service_pb2_grpc
 from raypipe.v1 import schedule_service_pb2 as pb
 
-__all__ = ["ScheduleService", "parse_schedule_name"]
+__all__ = ["ScheduleService"]
 
-MAX_REQUEST_ID = 128
-MAX_NOTE = 1024
-MAX_RETRIES = 100
 _TICK = timedelta(microseconds=1)
-
-# Update mask paths: every user-settable field, and the fields inside its messages.
-_UPDATABLE = frozenset(
-    {
-        "pipeline",
-        "pipeline_version",
-        "parameters",
-        "cron",
-        "cron.expression",
-        "interval",
-        "interval.every",
-        "once",
-        "once.at",
-        "time_zone",
-        "start_time",
-        "end_time",
-        "max_runs",
-        "overlap_policy",
-        "catchup_policy",
-        "catchup_window",
-        "jitter",
-        "retry",
-        "retry.max_retries",
-        "retry.initial_backoff",
-        "retry.backoff_multiplier",
-        "retry.max_backoff",
-        "display_name",
-    }
-)
-_OUTPUT_ONLY = frozenset(
-    {
-        "name",
-        "paused",
-        "pause_note",
-        "next_fire_time",
-        "last_fire_time",
-        "runs_started",
-        "create_time",
-        "update_time",
-        "etag",
-    }
-)
-# Changes that move fire times: the next fire is recomputed from now (fires due under the
-# old settings are decided first), and the refusals that need the current time apply.
-_TIMING = frozenset({"cron", "interval", "once", "time_zone", "start_time", "end_time"})
-_TARGET = frozenset({"pipeline", "pipeline_version"})
-# Oneof members and scalar fields set on the stored configuration.
-_CONFIG_FIELDS = tuple(
-    f.name
-    for f in schedule_pb2.Schedule.DESCRIPTOR.fields
-    if f.name not in _OUTPUT_ONLY and f.name not in _TARGET
-)
-_TS_MIN, _TS_MAX = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31, as Timestamp allows
-_DURATION_MAX = 315576000000  # about 10,000 years, as Duration allows
-
-
-def parse_schedule_name(value: str, field: str = "name") -> str:
-    """``schedules/{id}`` -> id."""
-    if not value:
-        raise InvalidArgumentError.for_field(
-            field, "is required (expected schedules/{schedule_id})"
-        )
-    prefix, _, rest = value.partition("/")
-    if prefix != "schedules" or not names.PIPELINE_ID.fullmatch(rest):
-        raise InvalidArgumentError.for_field(
-            field, f"{value!r} is not a schedule name (expected schedules/{{schedule_id}})"
-        )
-    return rest
 
 
 class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
@@ -167,7 +100,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
                 f"{schedule_id!r} is not a valid schedule id: it must match [a-z][a-z0-9-]{{0,62}} "
                 "(lowercase letters, digits and hyphens, starting with a letter)",
             )
-        config = _config(s)
+        config = config_of(s)
         now = self._now()
         self._check(config, schedule_id, pipeline_id, pinned, now=now)
         timing = timing_of(config, schedule_id)
@@ -228,7 +161,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         self, request: pb.UpdateScheduleRequest, context: grpc.ServicerContext
     ) -> pb.UpdateScheduleResponse:
         schedule_id = parse_schedule_name(request.schedule.name, "schedule.name")
-        paths = _mask_paths(request.update_mask)
+        paths = mask_paths(request.update_mask)
         now = self._now()
         with self._schedules.transaction() as tx:
             row = self._lock(tx, schedule_id, request.schedule.etag, "schedule.etag")
@@ -236,12 +169,12 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
             pipeline_id, pinned = self._merged_target(row, request.schedule, paths)
             config = schedule_pb2.Schedule()
             config.CopyFrom(row.config)
-            mask = field_mask_pb2.FieldMask(paths=sorted(paths - _TARGET))
+            mask = field_mask_pb2.FieldMask(paths=sorted(paths - TARGET))
             mask.MergeMessage(
-                _config(request.schedule), config, replace_message_field=True,
+                config_of(request.schedule), config, replace_message_field=True,
                 replace_repeated_field=True,
             )  # fmt: skip
-            retimed = any(p.split(".")[0] in _TIMING for p in paths)
+            retimed = any(p.split(".")[0] in TIMING for p in paths)
             self._check(config, schedule_id, pipeline_id, pinned, now=now if retimed else None)
             values: dict[str, object] = {
                 "config": config,
@@ -286,7 +219,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         self, request: pb.PauseScheduleRequest, context: grpc.ServicerContext
     ) -> pb.PauseScheduleResponse:
         schedule_id = parse_schedule_name(request.name)
-        _check_note(request.note)
+        check_note(request.note)
         now = self._now()
         with self._schedules.transaction() as tx:
             row = tx.lock(schedule_id)
@@ -302,7 +235,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         self, request: pb.ResumeScheduleRequest, context: grpc.ServicerContext
     ) -> pb.ResumeScheduleResponse:
         schedule_id = parse_schedule_name(request.name)
-        _check_note(request.note)
+        check_note(request.note)
         now = self._now()
         with self._schedules.transaction() as tx:
             row = tx.lock(schedule_id)
@@ -369,7 +302,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
     ) -> pb.BackfillScheduleResponse:
         schedule_id = parse_schedule_name(request.name)
         now = self._now()
-        start, end = _backfill_range(request, now)
+        start, end = backfill_range(request, now)
         with self._schedules.transaction() as tx:
             row = tx.lock(schedule_id)
             _require_version(row)
@@ -500,7 +433,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
     ) -> None:
         """Raise INVALID_ARGUMENT listing every problem of a schedule's settings, NOT_FOUND
         for a missing pipeline or version, FAILED_PRECONDITION for a pipeline without one."""
-        problems = _config_problems(config, schedule_id, now)
+        problems = config_problems(config, schedule_id, now)
         # The version the next fire would run: its spec declares the parameters.
         if pinned is not None:
             version = self._repo.get_version(pipeline_id, pinned)
@@ -527,183 +460,12 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
             raise InvalidArgumentError.from_violations(problems)
 
 
-# --- settings ------------------------------------------------------------------------------------
-def _config(schedule: schedule_pb2.Schedule) -> schedule_pb2.Schedule:
-    """The user-settable fields of a request's Schedule (output-only ones are ignored)."""
-    config = schedule_pb2.Schedule()
-    for name in _CONFIG_FIELDS:
-        field = schedule_pb2.Schedule.DESCRIPTOR.fields_by_name[name]
-        if field.message_type is not None and not _is_map(field):
-            if schedule.HasField(name):
-                getattr(config, name).CopyFrom(getattr(schedule, name))
-        elif _is_map(field):
-            for key, value in getattr(schedule, name).items():
-                getattr(config, name)[key].CopyFrom(value)
-        else:
-            setattr(config, name, getattr(schedule, name))
-    return config
-
-
-def _is_map(field: object) -> bool:
-    message = getattr(field, "message_type", None)
-    return bool(message is not None and message.GetOptions().map_entry)
-
-
-def _config_problems(
-    config: schedule_pb2.Schedule, schedule_id: str, now: datetime | None
-) -> list[FieldViolation]:
-    """Every problem of a schedule's settings, each with its field path."""
-    problems = [
-        *_time_problems(config),
-        *names.text_violations(
-            config.display_name, "schedule.display_name", names.MAX_DISPLAY_NAME
-        ),
-    ]
-    if config.overlap_policy not in schedule_pb2.OverlapPolicy.values():
-        problems.append(
-            FieldViolation(
-                "schedule.overlap_policy",
-                f"{config.overlap_policy} is not an overlap policy (SKIP, BUFFER_ONE, "
-                "BUFFER_ALL, CANCEL_OTHER or ALLOW_ALL)",
-            )
-        )
-    if config.catchup_policy not in schedule_pb2.CatchupPolicy.values():
-        problems.append(
-            FieldViolation(
-                "schedule.catchup_policy",
-                f"{config.catchup_policy} is not a catch-up policy (NONE, LATEST or ALL)",
-            )
-        )
-    problems.extend(_retry_problems(config.retry))
-    if config.WhichOneof("trigger") is None:
-        problems.append(
-            FieldViolation(
-                "schedule.trigger", "a schedule needs exactly one trigger: cron, interval or once"
-            )
-        )
-    if problems:
-        return problems  # the timing cannot be built from malformed values
-    timing = timing_of(config, schedule_id)
-    return [FieldViolation(p.field, p.description) for p in validate(timing, now=now)]
-
-
-def _time_problems(config: schedule_pb2.Schedule) -> Iterable[FieldViolation]:
-    stamps = {"start_time": config.start_time, "end_time": config.end_time}
-    if config.HasField("once"):
-        stamps["once.at"] = config.once.at
-    for path, stamp in stamps.items():
-        if not (_TS_MIN <= stamp.seconds <= _TS_MAX and 0 <= stamp.nanos < 1_000_000_000):
-            yield FieldViolation(f"schedule.{path}", "is not a valid timestamp")
-    durations = {
-        "catchup_window": config.catchup_window,
-        "jitter": config.jitter,
-        "retry.initial_backoff": config.retry.initial_backoff,
-        "retry.max_backoff": config.retry.max_backoff,
-    }
-    if config.HasField("interval"):
-        durations["interval.every"] = config.interval.every
-    for path, duration in durations.items():
-        if not _valid_duration(duration):
-            yield FieldViolation(f"schedule.{path}", "is not a valid duration")
-
-
-def _valid_duration(d: duration_pb2.Duration) -> bool:
-    same_sign = d.seconds == 0 or d.nanos == 0 or (d.seconds > 0) == (d.nanos > 0)
-    return abs(d.seconds) <= _DURATION_MAX and abs(d.nanos) < 1_000_000_000 and same_sign
-
-
-def _retry_problems(retry: schedule_pb2.ScheduleRetryPolicy) -> Iterable[FieldViolation]:
-    if not 0 <= retry.max_retries <= MAX_RETRIES:
-        yield FieldViolation(
-            "schedule.retry.max_retries", f"must be 0 to {MAX_RETRIES}, got {retry.max_retries}"
-        )
-    multiplier = retry.backoff_multiplier
-    if not math.isfinite(multiplier) or (multiplier != 0 and multiplier < 1):
-        yield FieldViolation(
-            "schedule.retry.backoff_multiplier",
-            f"must be at least 1 (or unset for 2), got {multiplier}",
-        )
-    for path, duration in (
-        ("initial_backoff", retry.initial_backoff),
-        ("max_backoff", retry.max_backoff),
-    ):
-        if duration.seconds < 0 or duration.nanos < 0:
-            yield FieldViolation(f"schedule.retry.{path}", "must not be negative")
-
-
-def _mask_paths(mask: field_mask_pb2.FieldMask) -> set[str]:
-    if not mask.paths:
-        raise InvalidArgumentError.for_field(
-            "update_mask", "is required: name the fields to change, such as 'cron'"
-        )
-    paths: set[str] = set()
-    problems = []
-    for path in mask.paths:
-        if path == "*":
-            paths.update(p for p in _UPDATABLE if "." not in p)
-        elif path in _UPDATABLE:
-            paths.add(path)
-        elif path in _OUTPUT_ONLY:
-            hint = " (use PauseSchedule and ResumeSchedule)" if "pause" in path else ""
-            problems.append(FieldViolation("update_mask", f"{path!r} is output only{hint}"))
-        else:
-            problems.append(
-                FieldViolation(
-                    "update_mask",
-                    f"unknown field path {path!r}; updatable: "
-                    + ", ".join(sorted(p for p in _UPDATABLE if "." not in p)),
-                )
-            )
-    if problems:
-        raise InvalidArgumentError.from_violations(problems)
-    return paths
-
-
-def _check_note(note: str) -> None:
-    problems = names.text_violations(note, "note", MAX_NOTE)
-    if problems:
-        raise InvalidArgumentError.from_violations(problems)
-
-
 def _require_version(row: ScheduleRow) -> None:
     if row.version_to_run() is None:
         raise FailedPreconditionError(
             f"pipeline 'pipelines/{row.pipeline_id}' has no version to run",
             reason="PIPELINE_HAS_NO_VERSION",
         )
-
-
-def _backfill_range(
-    request: pb.BackfillScheduleRequest, now: datetime
-) -> tuple[datetime, datetime]:
-    problems = []
-    for path in ("start_time", "end_time"):
-        stamp: timestamp_pb2.Timestamp = getattr(request, path)
-        if not request.HasField(path):
-            problems.append(FieldViolation(path, "is required"))
-        elif not (_TS_MIN <= stamp.seconds <= _TS_MAX and 0 <= stamp.nanos < 1_000_000_000):
-            problems.append(FieldViolation(path, "is not a valid timestamp"))
-    if problems:
-        raise InvalidArgumentError.from_violations(problems)
-    start = request.start_time.ToDatetime(tzinfo=UTC)
-    end = request.end_time.ToDatetime(tzinfo=UTC)
-    if end <= start:
-        problems.append(
-            FieldViolation(
-                "end_time", f"{end.isoformat()} is not after start_time {start.isoformat()}"
-            )
-        )
-    elif end > now:
-        problems.append(
-            FieldViolation(
-                "end_time",
-                f"{end.isoformat()} is in the future (now is {now.isoformat()}): a backfill "
-                "covers the past; the schedule fires the future itself",
-            )
-        )
-    if problems:
-        raise InvalidArgumentError.from_violations(problems)
-    return start, end
 
 
 def _queued_run(row: ScheduleRow, scheduled_time: datetime) -> run_pb2.Run:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from control_plane.scheduler import Scheduler, StartRequest, timing_of
+from control_plane.schedule_policy import timing_of
+from control_plane.scheduler import Scheduler, StartRequest
 from control_plane.scheduling import FakeClock, SystemClock, fires_between
 from control_plane.storage._schedule_tables import schedule_fires
 from control_plane.storage._tables import runs
