@@ -240,9 +240,8 @@ def test_gpu_node_fails_fast_naming_the_resource(run_api: Api) -> None:
     spec = Spec()
     noop(spec, "train", num_gpus=1)
     register(run_api, "gpu", spec)
-    started = time.monotonic()
+    # Plain Ray would wait forever; the stream's 30 s deadline fails the test if raypipe does.
     final = wait(run_api, start(run_api, "gpu").name, timeout=30)
-    assert time.monotonic() - started < 30  # plain Ray would wait forever
     assert final.state == RunState.STATE_FAILED
     node = final.nodes[0]
     assert node.state == NodeState.STATE_FAILED
@@ -282,11 +281,9 @@ def test_cancel_running_run(run_api: Api) -> None:
         if current.nodes[0].state == NodeState.STATE_RUNNING:
             break
         time.sleep(0.1)
-    cancelled_at = time.monotonic()
     response = run_api.runs.CancelRun(rpb.CancelRunRequest(name=run.name)).run
     assert response.state in {RunState.STATE_CANCELLING, RunState.STATE_CANCELLED}
-    final = wait(run_api, run.name, timeout=30)
-    assert time.monotonic() - cancelled_at < 10
+    final = wait(run_api, run.name, timeout=10)  # the stream's deadline: CANCELLED within 10 s
     assert final.state == RunState.STATE_CANCELLED
     assert final.nodes[0].state == NodeState.STATE_CANCELLED
     for node in final.nodes[1:]:  # later nodes never started
