@@ -18,10 +18,11 @@ import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from control_plane.schedule_policy import retry_delay, timing_of
-from control_plane.scheduler import Scheduler
+from control_plane.scheduler import Scheduler, StartRequest, SupervisorStarter
 from control_plane.scheduling import FakeClock, jittered
 from control_plane.services.schedule_service import ScheduleService
-from control_plane.storage.schedules import ScheduleRepository
+from control_plane.storage.repository import NewRun
+from control_plane.storage.schedules import ATTEMPT_LABEL, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
 from raypipe.v1 import run_pb2, schedule_pb2
 from raypipe.v1 import schedule_service_pb2 as pb
@@ -130,6 +131,24 @@ def test_jitter_delays_a_fire_but_the_run_carries_its_nominal_time(env: Env) -> 
         assert env.runs("s") == []
     env.at(due - T0)
     assert env.times("s") == [MIN]
+
+
+def test_a_cron_in_a_time_zone_fires_once_across_spring_forward(env: Env) -> None:
+    # Europe/Berlin jumps from 02:00 to 03:00 on 2026-03-29: 02:30 does not exist that day
+    # and fires once at 03:30 local (01:30 UTC); the day after, 02:30 is 00:30 UTC.
+    env.clock.set(datetime(2026, 3, 28, 12, 0, tzinfo=UTC))
+    s = schedule_pb2.Schedule(pipeline="pipelines/p", time_zone="Europe/Berlin")
+    s.cron.expression = "30 2 * * *"
+    env.service.CreateSchedule(pb.CreateScheduleRequest(schedule=s, schedule_id="berlin"), None)
+    for hour in range(13, 24 * 3, 1):  # a pass every hour for three days
+        env.clock.set(datetime(2026, 3, 28, tzinfo=UTC) + timedelta(hours=hour, minutes=45))
+        env.scheduler.run_once()
+        for run in env.starter.active("berlin"):
+            env.starter.finish(run)
+    assert [scheduled(r) for r in env.runs("berlin")] == [
+        datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+        datetime(2026, 3, 30, 0, 30, tzinfo=UTC),
+    ]
 
 
 # --- overlap policies ---------------------------------------------------------------------------
@@ -410,6 +429,63 @@ def test_another_replica_takes_over_a_pending_fire_only_after_its_lease(env: Env
     env.clock.set(T0 + 61 * MIN + timedelta(seconds=1))
     other.run_once()
     assert env.times("s") == [60 * MIN]
+
+
+# --- the adapter over the RunSupervisor ---------------------------------------------------------
+class RecordingSupervisor:
+    """The RunSupervisor's two calls the scheduler uses, storing runs without Ray."""
+
+    def __init__(self, repo: SqlRepository) -> None:
+        self.repo = repo
+        self.launched: list[NewRun] = []
+        self.cancelled: list[str] = []
+
+    def launch(self, new: NewRun, spec: bytes, reuse: object = None) -> run_pb2.Run:
+        self.launched.append(new)
+        run, _ = self.repo.create_run(new)
+        return run
+
+    def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
+        self.cancelled.append(run.name)
+        return run
+
+
+def test_supervisor_starter_launches_runs_that_carry_the_fire(env: Env) -> None:
+    supervisor = RecordingSupervisor(env.repo)
+    starter = SupervisorStarter(env.repo, supervisor)
+    request = StartRequest(
+        schedule_id="s",
+        scheduled_time=T0,
+        attempt=2,
+        pipeline_id="p",
+        version_number=1,
+        parameters={"x": "v"},
+        request_id="schedule:s:1:2",
+    )
+    run = starter.start(request)
+    (new,) = supervisor.launched
+    assert (new.schedule, new.scheduled_time, new.request_id) == (
+        "schedules/s",
+        T0,
+        "schedule:s:1:2",
+    )
+    assert run.labels[ATTEMPT_LABEL] == "2"
+    assert run.display_name == "s-20260302-120000-attempt2"
+    assert starter.start(request).name == run.name  # the request id: no second run
+    starter.cancel(run.name.removeprefix("runs/"))
+    assert supervisor.cancelled == [run.name]
+
+
+def test_supervisor_starter_fails_a_run_whose_version_lacks_a_parameter(env: Env) -> None:
+    add_version(env.repo, "p")  # version 2 declares no "x"
+    supervisor = RecordingSupervisor(env.repo)
+    run = SupervisorStarter(env.repo, supervisor).start(
+        StartRequest("s", T0, 1, "p", 2, parameters={"x": "v"}, request_id="r")
+    )
+    assert supervisor.launched == []  # never handed to Ray
+    assert run.state == RunState.STATE_FAILED
+    assert run.schedule == "schedules/s"
+    assert "declares no parameter 'x'" in run.error.message
 
 
 # --- the thread ---------------------------------------------------------------------------------
