@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -45,7 +46,7 @@ class Plane:
     scheduler: Scheduler
     stub: schedule_service_pb2_grpc.ScheduleServiceStub
 
-    def create(self, schedule_id: str = "s", **fields: object) -> schedule_pb2.Schedule:
+    def create(self, schedule_id: str = "s", **fields: Any) -> schedule_pb2.Schedule:
         return self.stub.CreateSchedule(
             pb.CreateScheduleRequest(schedule=schedule(**fields), schedule_id=schedule_id)
         ).schedule
@@ -136,7 +137,7 @@ def test_create_get_list_and_delete(plane: Plane) -> None:
     chosen = plane.stub.CreateSchedule(pb.CreateScheduleRequest(schedule=schedule())).schedule
     assert chosen.name.startswith("schedules/p-")
 
-    names = []
+    names: list[str] = []
     token = ""
     while True:
         page = plane.stub.ListSchedules(pb.ListSchedulesRequest(page_size=1, page_token=token))
