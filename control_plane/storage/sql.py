@@ -48,6 +48,7 @@ from control_plane.storage._queries import (
     terms_key,
     version_not_found,
 )
+from control_plane.storage._schedule_tables import schedules
 from control_plane.storage._tables import (
     ACTIVE_RUN_STATES,
     node_executions,
@@ -174,8 +175,7 @@ class SqlRepository:
         """Delete a pipeline and its versions; its runs stay.
 
         Without ``force`` the pipeline must have no run that is pending, running or
-        cancelling (FailedPreconditionError otherwise). Schedules join this check when the
-        scheduler adds its table.
+        cancelling and no schedule (FailedPreconditionError otherwise).
         """
         with self._write() as conn:
             # Lock the row first: create_run takes a share lock on it, so no run can slip in
@@ -191,18 +191,33 @@ class SqlRepository:
                     .select_from(runs)
                     .where(runs.c.pipeline_id == pipeline_id, runs.c.state.in_(ACTIVE_RUN_STATES))
                 ).scalar_one()
-                if active:
+                used = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(schedules)
+                    .where(schedules.c.pipeline_id == pipeline_id)
+                ).scalar_one()
+                if active or used:
+                    users = [
+                        f"{n} {what}{'s' if n != 1 else ''}{detail}"
+                        for n, what, detail in (
+                            (active, "active run", " (pending, running or cancelling)"),
+                            (used, "schedule", ""),
+                        )
+                        if n
+                    ]
                     raise FailedPreconditionError(
-                        f"pipeline '{pipeline_name(pipeline_id)}' is used by {active} active "
-                        f"run{'s' if active != 1 else ''} (pending, running or cancelling); "
-                        "wait for them to finish, cancel them, or delete with force",
+                        f"pipeline '{pipeline_name(pipeline_id)}' is used by {' and '.join(users)}; "
+                        "wait for the runs to finish or cancel them, delete the schedules, or "
+                        "delete with force",
                         reason="PIPELINE_IN_USE",
                         metadata={
                             "pipeline": pipeline_name(pipeline_id),
                             "active_runs": str(active),
+                            "schedules": str(used),
                         },
                     )
-            # pipeline_versions rows go with it: ON DELETE CASCADE.
+            # pipeline_versions rows go with it (ON DELETE CASCADE), and so do its schedules on a
+            # forced delete; runs are kept.
             conn.execute(pipelines.delete().where(pipelines.c.id == pipeline_id))
 
     # --- versions ------------------------------------------------------------------------------

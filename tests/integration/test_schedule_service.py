@@ -19,6 +19,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 
+from control_plane.errors import FailedPreconditionError
 from control_plane.scheduler import Scheduler
 from control_plane.scheduling import FakeClock
 from control_plane.server import ControlPlane
@@ -501,3 +502,16 @@ def test_schedules_start_real_runs_on_ray(run_plane: ControlPlane, run_api: Api)
 
 def mask(*paths: str) -> field_mask_pb2.FieldMask:
     return field_mask_pb2.FieldMask(paths=list(paths))
+
+
+def test_delete_pipeline_is_refused_while_a_schedule_uses_it(plane: Plane) -> None:
+    plane.create("nightly", cron="0 3 * * *")
+    with pytest.raises(FailedPreconditionError) as refused:
+        plane.repo.delete_pipeline("p", force=False)
+    assert refused.value.reason == "PIPELINE_IN_USE"
+    assert "1 schedule" in refused.value.message
+    assert plane.get("nightly").name == "schedules/nightly"  # nothing was deleted
+    plane.repo.delete_pipeline("p", force=True)
+    with pytest.raises(grpc.RpcError) as missing:
+        plane.get("nightly")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
