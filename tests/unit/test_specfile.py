@@ -72,6 +72,23 @@ def test_full_document_round_trips_exactly(tmp_path: Path) -> None:
     assert raypipe.dumps_spec(raypipe.loads_spec(text)) == text
 
 
+def test_map_and_struct_keys_are_written_in_one_order_whatever_order_they_were_made_in() -> None:
+    keys = [f"k{i:02d}" for i in range(40)]
+    texts = set()
+    for order in (keys, keys[::-1], keys[1::2] + keys[::2]):
+        spec = spec_pb2.PipelineSpec()
+        for k in order:
+            spec.parameters[k].string_value = k
+        node = spec.nodes.add(id="n", type="noop")
+        node.params.update({k: {k2: 1 for k2 in order if k2 < "k05"} for k in order})
+        texts.add(raypipe.dumps_spec(spec))
+        texts.add(raypipe.dumps_spec(spec, "json"))
+    assert len(texts) == 2, "one YAML text and one JSON text"
+    data = yaml.safe_load(next(t for t in texts if not t.startswith("{")))
+    assert list(data["parameters"]) == sorted(keys)
+    assert list(data["nodes"][0]["params"]) == sorted(keys)
+
+
 def test_written_files_read_naturally() -> None:
     data = yaml.safe_load(raypipe.dumps_spec(raypipe.loads_spec(FULL)))
     train = data["nodes"][1]

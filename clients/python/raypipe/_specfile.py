@@ -122,7 +122,10 @@ _MAX_EXACT = 2**53  # beyond this a double has no exact integer counterpart wort
 
 
 def _tidy(value: Any, desc: Any) -> Any:
-    """Walk MessageToDict output alongside the descriptor and make numbers read naturally."""
+    """Walk MessageToDict output alongside the descriptor and make numbers read naturally.
+
+    Map and Struct keys come out sorted: protobuf keeps no order for them, and a file written
+    twice from the same spec must be the same text."""
     if desc is None or desc.full_name.startswith("google.protobuf."):
         return _whole_floats(value)  # Struct/Value/Duration: free-form JSON
     if not isinstance(value, dict):
@@ -136,7 +139,8 @@ def _tidy(value: Any, desc: Any) -> Any:
         if field.message_type is not None:
             if field.message_type.GetOptions().map_entry:
                 value_field = field.message_type.fields_by_name["value"]
-                out[key] = {k: _tidy_scalar(v, value_field) for k, v in item.items()}
+                # Maps have no order on the wire; sorted keys make the output stable.
+                out[key] = {k: _tidy_scalar(item[k], value_field) for k in sorted(item)}
             elif _is_repeated(field):
                 out[key] = [_tidy(v, field.message_type) for v in item]
             else:
@@ -161,8 +165,8 @@ def _tidy_scalar(value: Any, field: descriptor.FieldDescriptor) -> Any:
 def _whole_floats(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_EXACT:
         return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_floats(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a Struct: a map, so sorted for a stable output
+        return {k: _whole_floats(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [_whole_floats(v) for v in value]
     return value
