@@ -10,9 +10,9 @@ STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_PROTO := $(GEN_DIR)/raypipe/v1/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint test run bench clean postgres
+.PHONY: install proto lint test run bench clean postgres graphviz
 
-install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF)
+install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ lint: install
 
 postgres:
 	bash scripts/ensure_postgres.sh
+
+# Graphviz's dot for `raypipe graph -o svg|png` (apt-get where it can; a hint otherwise).
+graphviz:
+	bash scripts/ensure_graphviz.sh
 
 test: install postgres
 	RAYPIPE_TEST_POSTGRES_URL=$$(bash scripts/ensure_postgres.sh --url) \
