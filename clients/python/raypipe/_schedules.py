@@ -164,6 +164,76 @@ def create_schedule_request(
     )
 
 
+def _arguments(frame_locals: dict[str, Any]) -> dict[str, Any]:
+    """A method's arguments from its ``locals()`` taken first thing, without ``self``: both
+    clients' create_schedule pass theirs to :func:`create_schedule_request` unchanged."""
+    return {k: v for k, v in frame_locals.items() if k != "self"}
+
+
+def get_schedule_request(schedule: ScheduleRef) -> schedule_service_pb2.GetScheduleRequest:
+    return schedule_service_pb2.GetScheduleRequest(name=schedule_name(schedule))
+
+
+def list_schedules_request(
+    pipeline: PipelineRef | None, page_size: int
+) -> schedule_service_pb2.ListSchedulesRequest:
+    return schedule_service_pb2.ListSchedulesRequest(
+        pipeline=pipeline_name(pipeline) if pipeline is not None else "", page_size=page_size
+    )
+
+
+def update_schedule_request(
+    schedule: ScheduleRef, etag: str, changes: Mapping[str, Any]
+) -> schedule_service_pb2.UpdateScheduleRequest:
+    unknown = set(changes) - set(schedule_message.__kwdefaults__ or {})
+    if unknown:
+        raise TypeError(f"update_schedule() got unknown fields: {', '.join(sorted(unknown))}")
+    if not changes:
+        raise ValueError("update_schedule() needs at least one field to change")
+    message, paths = schedule_message(**changes)
+    message.name = schedule_name(schedule)
+    message.etag = etag
+    return schedule_service_pb2.UpdateScheduleRequest(
+        schedule=message, update_mask=field_mask_pb2.FieldMask(paths=paths)
+    )
+
+
+def delete_schedule_request(
+    schedule: ScheduleRef, etag: str
+) -> schedule_service_pb2.DeleteScheduleRequest:
+    return schedule_service_pb2.DeleteScheduleRequest(name=schedule_name(schedule), etag=etag)
+
+
+def pause_schedule_request(
+    schedule: ScheduleRef, note: str
+) -> schedule_service_pb2.PauseScheduleRequest:
+    return schedule_service_pb2.PauseScheduleRequest(name=schedule_name(schedule), note=note)
+
+
+def resume_schedule_request(
+    schedule: ScheduleRef, note: str
+) -> schedule_service_pb2.ResumeScheduleRequest:
+    return schedule_service_pb2.ResumeScheduleRequest(name=schedule_name(schedule), note=note)
+
+
+def trigger_schedule_request(
+    schedule: ScheduleRef, request_id: str | None
+) -> schedule_service_pb2.TriggerScheduleRequest:
+    return schedule_service_pb2.TriggerScheduleRequest(
+        name=schedule_name(schedule), request_id=request_id or rpc.new_request_id()
+    )
+
+
+def backfill_request(
+    schedule: ScheduleRef, start_time: TimeLike, end_time: TimeLike
+) -> schedule_service_pb2.BackfillScheduleRequest:
+    return schedule_service_pb2.BackfillScheduleRequest(
+        name=schedule_name(schedule),
+        start_time=timestamp(start_time),
+        end_time=timestamp(end_time),
+    )
+
+
 class ScheduleMethods:
     """The ScheduleService methods of :class:`raypipe.Client`."""
 
@@ -223,32 +293,12 @@ class ScheduleMethods:
             display_name: A name for displays.
             request_id: Idempotency key; default a fresh UUID.
         """
-        request = create_schedule_request(
-            pipeline,
-            schedule_id=schedule_id,
-            request_id=request_id,
-            cron=cron,
-            every=every,
-            at=at,
-            version=version,
-            parameters=parameters,
-            time_zone=time_zone,
-            start_time=start_time,
-            end_time=end_time,
-            max_runs=max_runs,
-            overlap_policy=overlap_policy,
-            catchup_policy=catchup_policy,
-            catchup_window=catchup_window,
-            jitter=jitter,
-            retry=retry,
-            display_name=display_name,
-        )
+        request = create_schedule_request(**_arguments(locals()))
         return self._unary(self._schedules.CreateSchedule, request).schedule
 
     def get_schedule(self, schedule: ScheduleRef) -> schedule_pb2.Schedule:
         """Get a schedule by id or name (GetSchedule)."""
-        request = schedule_service_pb2.GetScheduleRequest(name=schedule_name(schedule))
-        return self._unary(self._schedules.GetSchedule, request).schedule
+        return self._unary(self._schedules.GetSchedule, get_schedule_request(schedule)).schedule
 
     def list_schedules(
         self, *, pipeline: PipelineRef | None = None, page_size: int = 0, page_token: str = ""
@@ -276,30 +326,23 @@ class ScheduleMethods:
 
     def delete_schedule(self, schedule: ScheduleRef, *, etag: str = "") -> None:
         """Delete a schedule; the runs it started are kept (DeleteSchedule)."""
-        request = schedule_service_pb2.DeleteScheduleRequest(
-            name=schedule_name(schedule), etag=etag
-        )
-        self._unary(self._schedules.DeleteSchedule, request)
+        self._unary(self._schedules.DeleteSchedule, delete_schedule_request(schedule, etag))
 
     def pause_schedule(self, schedule: ScheduleRef, *, note: str = "") -> schedule_pb2.Schedule:
         """Stop a schedule firing until resumed; ``note`` says why (PauseSchedule)."""
-        request = schedule_service_pb2.PauseScheduleRequest(name=schedule_name(schedule), note=note)
+        request = pause_schedule_request(schedule, note)
         return self._unary(self._schedules.PauseSchedule, request).schedule
 
     def resume_schedule(self, schedule: ScheduleRef, *, note: str = "") -> schedule_pb2.Schedule:
         """Fire again from the next fire time after now (ResumeSchedule)."""
-        request = schedule_service_pb2.ResumeScheduleRequest(
-            name=schedule_name(schedule), note=note
-        )
+        request = resume_schedule_request(schedule, note)
         return self._unary(self._schedules.ResumeSchedule, request).schedule
 
     def trigger_schedule(
         self, schedule: ScheduleRef, *, request_id: str | None = None
     ) -> run_pb2.Run:
         """Start one run now, also while paused (TriggerSchedule)."""
-        request = schedule_service_pb2.TriggerScheduleRequest(
-            name=schedule_name(schedule), request_id=request_id or rpc.new_request_id()
-        )
+        request = trigger_schedule_request(schedule, request_id)
         return self._unary(self._schedules.TriggerSchedule, request).run
 
     def backfill_schedule(
@@ -313,40 +356,6 @@ class ScheduleMethods:
         """
         request = backfill_request(schedule, start_time, end_time)
         return self._unary(self._schedules.BackfillSchedule, request)
-
-
-def list_schedules_request(
-    pipeline: PipelineRef | None, page_size: int
-) -> schedule_service_pb2.ListSchedulesRequest:
-    return schedule_service_pb2.ListSchedulesRequest(
-        pipeline=pipeline_name(pipeline) if pipeline is not None else "", page_size=page_size
-    )
-
-
-def update_schedule_request(
-    schedule: ScheduleRef, etag: str, changes: Mapping[str, Any]
-) -> schedule_service_pb2.UpdateScheduleRequest:
-    unknown = set(changes) - set(schedule_message.__kwdefaults__ or {})
-    if unknown:
-        raise TypeError(f"update_schedule() got unknown fields: {', '.join(sorted(unknown))}")
-    if not changes:
-        raise ValueError("update_schedule() needs at least one field to change")
-    message, paths = schedule_message(**changes)
-    message.name = schedule_name(schedule)
-    message.etag = etag
-    return schedule_service_pb2.UpdateScheduleRequest(
-        schedule=message, update_mask=field_mask_pb2.FieldMask(paths=paths)
-    )
-
-
-def backfill_request(
-    schedule: ScheduleRef, start_time: TimeLike, end_time: TimeLike
-) -> schedule_service_pb2.BackfillScheduleRequest:
-    return schedule_service_pb2.BackfillScheduleRequest(
-        name=schedule_name(schedule),
-        start_time=timestamp(start_time),
-        end_time=timestamp(end_time),
-    )
 
 
 class AsyncScheduleMethods:
@@ -384,31 +393,12 @@ class AsyncScheduleMethods:
         request_id: str | None = None,
     ) -> schedule_pb2.Schedule:
         """See :meth:`raypipe.Client.create_schedule`."""
-        request = create_schedule_request(
-            pipeline,
-            schedule_id=schedule_id,
-            request_id=request_id,
-            cron=cron,
-            every=every,
-            at=at,
-            version=version,
-            parameters=parameters,
-            time_zone=time_zone,
-            start_time=start_time,
-            end_time=end_time,
-            max_runs=max_runs,
-            overlap_policy=overlap_policy,
-            catchup_policy=catchup_policy,
-            catchup_window=catchup_window,
-            jitter=jitter,
-            retry=retry,
-            display_name=display_name,
-        )
+        request = create_schedule_request(**_arguments(locals()))
         return (await self._unary(self._schedules.CreateSchedule, request)).schedule
 
     async def get_schedule(self, schedule: ScheduleRef) -> schedule_pb2.Schedule:
         """See :meth:`raypipe.Client.get_schedule`."""
-        request = schedule_service_pb2.GetScheduleRequest(name=schedule_name(schedule))
+        request = get_schedule_request(schedule)
         return (await self._unary(self._schedules.GetSchedule, request)).schedule
 
     def list_schedules(
@@ -427,34 +417,27 @@ class AsyncScheduleMethods:
 
     async def delete_schedule(self, schedule: ScheduleRef, *, etag: str = "") -> None:
         """See :meth:`raypipe.Client.delete_schedule`."""
-        request = schedule_service_pb2.DeleteScheduleRequest(
-            name=schedule_name(schedule), etag=etag
-        )
-        await self._unary(self._schedules.DeleteSchedule, request)
+        await self._unary(self._schedules.DeleteSchedule, delete_schedule_request(schedule, etag))
 
     async def pause_schedule(
         self, schedule: ScheduleRef, *, note: str = ""
     ) -> schedule_pb2.Schedule:
         """See :meth:`raypipe.Client.pause_schedule`."""
-        request = schedule_service_pb2.PauseScheduleRequest(name=schedule_name(schedule), note=note)
+        request = pause_schedule_request(schedule, note)
         return (await self._unary(self._schedules.PauseSchedule, request)).schedule
 
     async def resume_schedule(
         self, schedule: ScheduleRef, *, note: str = ""
     ) -> schedule_pb2.Schedule:
         """See :meth:`raypipe.Client.resume_schedule`."""
-        request = schedule_service_pb2.ResumeScheduleRequest(
-            name=schedule_name(schedule), note=note
-        )
+        request = resume_schedule_request(schedule, note)
         return (await self._unary(self._schedules.ResumeSchedule, request)).schedule
 
     async def trigger_schedule(
         self, schedule: ScheduleRef, *, request_id: str | None = None
     ) -> run_pb2.Run:
         """See :meth:`raypipe.Client.trigger_schedule`."""
-        request = schedule_service_pb2.TriggerScheduleRequest(
-            name=schedule_name(schedule), request_id=request_id or rpc.new_request_id()
-        )
+        request = trigger_schedule_request(schedule, request_id)
         return (await self._unary(self._schedules.TriggerSchedule, request)).run
 
     async def backfill_schedule(
