@@ -254,9 +254,11 @@ def test_run_and_wait(run_sdk: raypipe.Client) -> None:
     listed = list(run_sdk.list_runs(pipeline="runs-demo", states=["succeeded"]))
     assert run.name in [r.name for r in listed]
 
-    events = list(run_sdk.watch_run(run))
+    events = list(run_sdk.watch(run))
     assert events[0].event.type == run_pb2.RunEvent.TYPE_SNAPSHOT
     assert events[-1].run.state == run_pb2.Run.STATE_SUCCEEDED
+    again = list(run_sdk.watch_run(run.name.removeprefix("runs/")))
+    assert [e.run.state for e in again][-1] == run_pb2.Run.STATE_SUCCEEDED, "watch_run stays"
 
     with pytest.raises(raypipe.FailedPreconditionError):
         run_sdk.cancel_run(run)

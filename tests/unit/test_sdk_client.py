@@ -177,6 +177,36 @@ def test_watch_yields_every_event_and_can_stop_early(runs: tuple[ScriptedRuns, s
         stream.close()  # cancels the call; the server's hang ends
 
 
+def test_watch_takes_an_id_a_run_or_a_handle(runs: tuple[ScriptedRuns, str]) -> None:
+    servicer, address = runs
+    servicer.script = [([State.STATE_PENDING, State.STATE_RUNNING, State.STATE_SUCCEEDED], "ok")]
+    with raypipe.Client(address) as client:
+        for run in ("r1", "runs/r1", run_pb2.Run(name="runs/r1")):
+            events = list(client.watch(run))
+            assert [e.run.state for e in events][-1] == State.STATE_SUCCEEDED
+            assert {e.run.name for e in events} == {"runs/r1"}
+        handle = client.get_run_handle("r1")
+        assert handle.last is None
+        assert len(list(client.watch(handle, timeout=10))) == 3
+        assert handle.last is not None, "watching a handle keeps its last state current"
+        assert handle.last.state == State.STATE_SUCCEEDED
+        assert [e.run.state for e in client.watch_run("r1")][-1] == State.STATE_SUCCEEDED
+    assert servicer.watch_calls == 5
+
+    async def watch_async() -> tuple[list[int], raypipe.AsyncRunHandle]:
+        async with raypipe.AsyncClient(address) as client:
+            states = [e.run.state async for e in client.watch("r1")]
+            handle = client.get_run_handle(run_pb2.Run(name="runs/r1"))
+            async for _ in client.watch(handle):
+                pass
+            return states, handle
+
+    states, handle = asyncio.run(watch_async())
+    assert states[-1] == State.STATE_SUCCEEDED
+    assert handle.last is not None
+    assert handle.last.state == State.STATE_SUCCEEDED
+
+
 def test_handle_runs_and_waits(runs: tuple[ScriptedRuns, str]) -> None:
     servicer, address = runs
     servicer.script = [([State.STATE_RUNNING, State.STATE_SUCCEEDED], "ok")]

@@ -91,6 +91,20 @@ def test_every_public_callable_has_a_docstring() -> None:
                     assert inspect.getdoc(member), f"raypipe.{name}.{attr} has no docstring"
 
 
+CONVENIENCES = ("apply", "run", "get_run_handle", "wait_run", "watch")
+
+
+def test_both_clients_have_the_conveniences() -> None:
+    """Beyond one method per RPC: what the docs show (``client.run(...).wait()``,
+    ``client.watch(run)``), with the same parameters on both clients."""
+    for name in CONVENIENCES:
+        sync, aio = getattr(raypipe.Client, name), getattr(raypipe.AsyncClient, name)
+        assert inspect.getdoc(sync), f"Client.{name} has no docstring"
+        assert inspect.signature(sync).parameters.keys() == (
+            inspect.signature(aio).parameters.keys()
+        ), name
+
+
 # --- every RPC ---------------------------------------------------------------------------
 
 

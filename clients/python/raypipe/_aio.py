@@ -345,6 +345,14 @@ class AsyncClient(AsyncScheduleMethods):
         finally:
             call.cancel()
 
+    def watch(
+        self, run: RunRef, *, timeout: float | None = None
+    ) -> AsyncIterator[run_service_pb2.WatchRunResponse]:
+        """See :meth:`raypipe.Client.watch`; iterate with ``async for``."""
+        if isinstance(run, AsyncRunHandle):
+            return run.watch(timeout=timeout)
+        return self.watch_run(run, timeout=timeout)
+
     async def wait_run(
         self,
         run: RunRef,

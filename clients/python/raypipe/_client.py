@@ -54,7 +54,7 @@ class Client(ScheduleMethods):
             print(run.nodes[-1].metrics)
 
     Every unary call carries the client's ``timeout`` and ``metadata``; streams
-    (:meth:`watch_run`) run without a deadline unless given one. Failed calls raise the
+    (:meth:`watch`) run without a deadline unless given one. Failed calls raise the
     :class:`~raypipe.RPCError` subclass of their status code, never a raw ``grpc.RpcError``.
 
     Args:
@@ -480,6 +480,23 @@ class Client(ScheduleMethods):
         except grpc.RpcError as e:
             raise error_from_rpc_error(e) from e
         return _stream(call)
+
+    def watch(
+        self, run: RunRef, *, timeout: float | None = None
+    ) -> Iterator[run_service_pb2.WatchRunResponse]:
+        """Follow a run's events until it ends: ``for r in client.watch(run): ...`` (WatchRun).
+
+        The documented spelling of :meth:`watch_run`, the same stream: a snapshot first, then
+        every change, each response with its ``event`` and the whole ``run``. Given a
+        :class:`~raypipe.RunHandle`, the handle's ``last`` follows the stream too.
+
+        Args:
+            run: The run's id or name, a Run message or a handle.
+            timeout: Seconds the whole stream may last; None for no limit.
+        """
+        if isinstance(run, RunHandle):
+            return run.watch(timeout=timeout)
+        return self.watch_run(run, timeout=timeout)
 
     def wait_run(
         self,

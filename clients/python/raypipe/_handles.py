@@ -40,7 +40,7 @@ class RunHandle:
         return self.last
 
     def watch(self, *, timeout: float | None = None) -> Iterator[run_service_pb2.WatchRunResponse]:
-        """Stream the run's events; see :meth:`Client.watch_run`."""
+        """Stream the run's events; see :meth:`Client.watch`."""
         for response in self._client.watch_run(self.name, timeout=timeout):
             if response.HasField("run"):
                 self.last = response.run
@@ -96,7 +96,7 @@ class AsyncRunHandle:
     async def watch(
         self, *, timeout: float | None = None
     ) -> AsyncIterator[run_service_pb2.WatchRunResponse]:
-        """Stream the run's events; see :meth:`AsyncClient.watch_run`."""
+        """Stream the run's events; see :meth:`AsyncClient.watch`."""
         async for response in self._client.watch_run(self.name, timeout=timeout):
             if response.HasField("run"):
                 self.last = response.run
