@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from raypipe import _cli_graph, _cli_pipelines, _cli_runs
+from raypipe import _cli_graph, _cli_pipelines, _cli_runs, _cli_schedules
 from raypipe._cli_common import EXIT_CODES_HELP, OUTPUTS, CliState, RaypipeGroup
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -121,6 +121,7 @@ def serve(
 
 for _command in (*_cli_pipelines.COMMANDS, *_cli_runs.COMMANDS, _cli_graph.graph):
     main.add_command(_command)
+main.add_command(_cli_schedules.schedules)
 
 
 if __name__ == "__main__":
