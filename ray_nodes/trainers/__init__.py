@@ -59,6 +59,7 @@ BACKENDS: dict[str, str] = {
     "lightgbm": "ray_nodes.trainers.lightgbm_backend:LightGBMBackend",
     "catboost": "ray_nodes.trainers.catboost_backend:CatBoostBackend",
     "sklearn": "ray_nodes.trainers.sklearn_backend:SklearnBackend",
+    "lightning": "ray_nodes.trainers.lightning_backend:LightningBackend",
 }
 
 
