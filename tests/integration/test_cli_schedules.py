@@ -82,7 +82,7 @@ def test_create_list_and_get_in_every_format(cli: Cli) -> None:
         "-p pause=0.2 --overlap-policy buffer_one --catchup-policy all --catchup-window 6h "
         "--jitter 30s --retries 2 --retry-backoff 10s --max-runs 100 --display-name Nightly",
     )
-    assert created.startswith("created schedule nightly, next fire ")
+    assert created.startswith("created schedule nightly (next fire ")
     every = json.loads(
         ok(cli, f"schedules create demo --interval 15m --version 1 --start {rfc3339(NOW)} -o json")
     )

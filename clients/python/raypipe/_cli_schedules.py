@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from itertools import islice
 from typing import Any, TypeVar
 
 import click
 from google.protobuf import duration_pb2, json_format
+from google.protobuf.message import Message
 from rich.console import RenderableType
 from rich.text import Text
 
@@ -332,16 +334,23 @@ def _value(value: Any) -> str:
     return json_format.MessageToJson(value, indent=None)
 
 
-def _said(state: CliState, output: str | None, s: schedule_pb2.Schedule, line: str) -> None:
-    """A changed schedule: the whole message with -o json/yaml, else one line."""
+def _said(state: CliState, output: str | None, message: Message, line: str) -> None:
+    """What a command changed or started: the whole message with -o json/yaml, else one
+    line."""
     out = fmt(state, output)
     if out != "table":
-        emit(out, s, lambda: "")
+        emit(out, message, lambda: "")
     else:
         click.echo(line)
 
 
+def _next_fire(s: schedule_pb2.Schedule) -> str:
+    return f"next fire {when(s.next_fire_time)}" if s.next_fire_time.seconds else "no next fire"
+
+
 # --- commands -------------------------------------------------------------------------------
+
+note_option = click.option("--note", default="", help="Why; shown by schedules get.")
 
 
 @click.group()
@@ -375,8 +384,7 @@ def schedules_create(
     if values["version"] is not None:
         fields["version"] = _version(values["version"], pipeline)
     s = state.client().create_schedule(pipeline, schedule_id=new_id, **fields)
-    next_fire = f", next fire {when(s.next_fire_time)}" if s.next_fire_time.seconds else ""
-    _said(state, output, s, f"created schedule {schedule_id(s)}{next_fire}")
+    _said(state, output, s, f"created schedule {schedule_id(s)} ({_next_fire(s)})")
 
 
 @schedules.command("list")
@@ -386,13 +394,10 @@ def schedules_create(
 @pass_state
 def schedules_list(state: CliState, pipeline: str | None, limit: int, output: str | None) -> None:
     """List schedules, newest first."""
-    items: list[schedule_pb2.Schedule] = []
-    for item in state.client().list_schedules(
+    listing = state.client().list_schedules(
         pipeline=pipeline, page_size=min(limit, 1000) if limit else 0
-    ):
-        if limit and len(items) >= limit:
-            break
-        items.append(item)
+    )
+    items = list(islice(listing, limit) if limit else listing)
     emit(fmt(state, output), items, lambda: schedules_table(items))
 
 
@@ -442,8 +447,7 @@ def schedules_update(
     if not changes:
         raise click.UsageError("nothing to change: give at least one option (see --help)")
     s = client.update_schedule(schedule, etag=etag, **changes)
-    next_fire = f"next fire {when(s.next_fire_time)}" if s.next_fire_time.seconds else "no fire"
-    _said(state, output, s, f"updated schedule {schedule_id(s)} ({next_fire})")
+    _said(state, output, s, f"updated schedule {schedule_id(s)} ({_next_fire(s)})")
 
 
 @schedules.command("delete")
@@ -458,7 +462,7 @@ def schedules_delete(state: CliState, schedule: str, etag: str) -> None:
 
 @schedules.command("pause")
 @click.argument("schedule")
-@click.option("--note", default="", help="Why; shown by schedules get.")
+@note_option
 @output_option
 @pass_state
 def schedules_pause(state: CliState, schedule: str, note: str, output: str | None) -> None:
@@ -469,14 +473,13 @@ def schedules_pause(state: CliState, schedule: str, note: str, output: str | Non
 
 @schedules.command("resume")
 @click.argument("schedule")
-@click.option("--note", default="", help="Why; shown by schedules get.")
+@note_option
 @output_option
 @pass_state
 def schedules_resume(state: CliState, schedule: str, note: str, output: str | None) -> None:
     """Fire SCHEDULE again, from its next fire time after now."""
     s = state.client().resume_schedule(schedule, note=note)
-    next_fire = f"next fire {when(s.next_fire_time)}" if s.next_fire_time.seconds else "no fire"
-    _said(state, output, s, f"resumed schedule {schedule_id(s)} ({next_fire})")
+    _said(state, output, s, f"resumed schedule {schedule_id(s)} ({_next_fire(s)})")
 
 
 @schedules.command("trigger")
@@ -490,13 +493,9 @@ def schedules_trigger(state: CliState, schedule: str, watch: bool, output: str |
     With --watch, the exit code is 0 if the run succeeded and 7 otherwise.
     """
     run = state.client().trigger_schedule(schedule)
-    out = fmt(state, output)
     if watch:
-        raise click.exceptions.Exit(follow(state, run, out))
-    if out != "table":
-        emit(out, run, lambda: "")
-    else:
-        click.echo(f"started {run.name} ({run.pipeline_version})")
+        raise click.exceptions.Exit(follow(state, run, fmt(state, output)))
+    _said(state, output, run, f"started {run.name} ({run.pipeline_version})")
 
 
 @schedules.command("backfill")
