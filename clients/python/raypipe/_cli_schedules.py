@@ -427,8 +427,8 @@ def schedules_update(
 ) -> None:
     """Change the fields of SCHEDULE given as options, and only those.
 
-    A new trigger replaces the old one; --clear unsets a field; the next fire time is
-    recomputed from now.
+    A new trigger replaces the old one, -p all parameters, --retries/--retry-backoff the
+    whole retry policy; --clear unsets a field; the next fire time is recomputed from now.
     """
     client = state.client()
     changes = schedule_fields(values)
