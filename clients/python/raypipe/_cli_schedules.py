@@ -88,14 +88,13 @@ def _duration(
 def schedule_options(*, update: bool) -> Callable[[F], F]:
     """The options that set a schedule's fields, shared by ``create`` and ``update``; every
     default is None, so that ``update`` changes only what is given."""
-    when_ = "the new " if update else ""
     options = [
-        click.option("--cron", metavar="EXPR", help=f"Fire on {when_}cron EXPR ('0 6 * * 1-5')."),
+        click.option("--cron", metavar="EXPR", help="Fire on cron EXPR ('0 6 * * 1-5')."),
         click.option(
             "--interval",
             metavar="DURATION",
             callback=_duration,
-            help=f"Fire every {when_}DURATION of elapsed time ('15m', '1h30m').",
+            help="Fire every DURATION of elapsed time ('15m', '1h30m').",
         ),
         click.option(
             "--at", metavar="TIME", callback=_time, help="Fire once at TIME (RFC 3339, with zone)."
