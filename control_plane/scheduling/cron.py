@@ -1,4 +1,4 @@
-"""Cron expressions: parsing, validation, and fire instants in a time zone.
+"""Cron expressions: validation, matching through croniter, and fire instants in a zone.
 
 Syntax
 ------
@@ -14,27 +14,47 @@ raypipe uses standard 5-field cron: ``minute hour day-of-month month day-of-week
 * Day-of-month: ``L`` is the last day of the month (28, 29, 30 or 31).
 * When both day-of-month and day-of-week are restricted (anything other than a bare
   ``*``), a day matches if EITHER matches (POSIX and Vixie cron: ``0 0 1,15 * MON`` fires on
-  the 1st, the 15th and every Monday). Vixie cron's quirk of treating a field that merely
-  starts with ``*`` (``*/2``) as unrestricted is not reproduced; croniter does not
-  reproduce it either (its ``implement_cron_bug`` defaults to off).
+  the 1st, the 15th and every Monday; ``d#n`` and ``dL`` join that OR like any weekday).
+  Vixie cron's quirk of treating a field that merely starts with ``*`` (``*/2``) as
+  unrestricted is not reproduced.
 * Aliases: ``@yearly`` (= ``@annually``), ``@monthly``, ``@weekly``, ``@daily``
   (= ``@midnight``), ``@hourly``.
 
-Refused, each with a message that names the field: a 6- or 7-field expression (croniter
-would read a 6th field as seconds, Quartz reads the first as seconds: the same text means
-different schedules in different tools), ``@reboot``, out-of-range values, backwards
-ranges, a step of 0, a step wider than the field (``*/90`` in minutes fires only at minute
-0, not every 90 minutes), the non-standard ``?``, ``W`` and ``H``, and an expression that
-can never fire (``0 0 30 2 *``). Never-firing is decided by searching for a matching day
-in 2001-2028: within 1901-2099 the calendar repeats every 28 years, so every combination
-of weekday, month length and leap year occurs in that window.
+Who decides what
+----------------
+croniter decides which wall-clock minutes match; raypipe's gate decides what is accepted,
+and raypipe's DST policy decides which instants those wall-clock minutes become.
 
-The grammar is parsed here rather than handed to croniter because croniter accepts, and
-silently reads differently from other crons, several inputs that raypipe must refuse: 6
-and 7 fields, ``H``/``R`` hashes, ``W``, equal ranges such as ``1-1`` (croniter expands
-them to the whole cycle), wrapping ranges; and its messages do not name the field. The
-unit tests check that this parser and croniter (``day_or=True``) agree on the fire times
-of the standard syntax they share.
+1. The gate (:mod:`control_plane.scheduling._cron_syntax`) refuses, each with a message
+   that names the field: a 6- or 7-field expression (croniter would read a 6th field as
+   seconds, Quartz reads the first as seconds: the same text means different schedules in
+   different tools), ``@reboot``, out-of-range values, backwards ranges, a step of 0, a step
+   wider than the field (``*/90`` in minutes fires only at minute 0, not every 90
+   minutes), the non-standard ``?``, ``W``, ``H`` and ``R``, and croniter's ``L5`` spelling
+   of ``5L``. croniter on its own accepts most of these and reads several of them
+   differently from other crons (equal ranges such as ``1-1`` become the whole cycle,
+   6 fields become seconds), and its errors do not name the field.
+2. What passes is handed to croniter in a canonical spelling that it reads exactly as
+   standard cron: every field as an explicit sorted list of numbers (no ranges, steps,
+   names or 7 for Sunday, so none of croniter's range quirks can arise), ``L`` and
+   ``L5`` (croniter's spelling of ``5L``) and ``d#n`` as they are, ``day_or=True``. croniter
+   expands the minute, hour and month fields (:attr:`CronExpression.minutes`, ...) and
+   enumerates the matching days of each month with ``get_next`` over naive wall-clock
+   datetimes. croniter cannot read every valid day combination as one expression: it
+   refuses literal weekdays mixed with ``d#n``/``dL`` in one field, and it intersects
+   ``d#n`` with day-of-month instead of joining the OR. So the day fields go to croniter
+   as up to three expressions, each restricting one side only (day-of-month; plain
+   weekdays; ``d#n`` and ``dL``), and a day matches if any of them matches: the POSIX OR.
+   (With neither side restricted there is one expression, ``0 0 * months *``.)
+3. A cron that can never fire (``0 0 30 2 *``) is refused by the gate after croniter
+   found no matching day in 2001-2028: within 1901-2099 the calendar repeats every 28
+   years, so every combination of weekday, month length and leap year occurs there.
+
+Cost: croniter's ``get_next`` takes about 30 microseconds, too slow to call per fire for
+thousands of schedules, so the days croniter finds for each day expression and month are
+cached (``_part_days``, shared by every schedule whose day fields read the same, such as
+all ``* * *``), parsed expressions are cached by :func:`parse_cron`, and the fire-time
+iterator below walks a day's matching minutes without calling croniter again.
 
 Fire instants and daylight saving time
 --------------------------------------
@@ -57,8 +77,9 @@ So a daily cron fires exactly once every day, also on days whose midnight does n
 (America/Santiago jumps from 00:00 to 01:00: ``0 0 * * *`` fires at 01:00 that day) and
 in zones that shift by 30 minutes (Australia/Lord_Howe).
 
-Implementation: candidate wall-clock times are enumerated as naive datetimes, day by day.
-On a day with one UTC offset throughout (nearly every day) a wall time maps to UTC by
+Implementation: candidate wall-clock times are enumerated as naive datetimes, day by day
+(the days croniter matched, each with the minutes and hours croniter expanded). On a day
+with one UTC offset throughout (nearly every day) a wall time maps to UTC by
 subtracting that offset. On a day with a transition each wall time is classified through
 zoneinfo (PEP 495): it is in a gap when its ``fold=0`` offset is smaller than its
 ``fold=1`` offset, repeated when larger. ``fold=0`` is exactly the policy above: for a gap
@@ -75,14 +96,28 @@ two transitions less than 50 hours apart.
 
 from __future__ import annotations
 
-import calendar
 import heapq
-import re
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cached_property, lru_cache
+
+from croniter import CroniterBadDateError, croniter
+
+from control_plane.scheduling._cron_syntax import (
+    ALIASES,
+    DOM,
+    DOW,
+    HOUR,
+    MAX_LENGTH,
+    MINUTE,
+    MONTH,
+    CronError,
+    Field,
+    never_fires_problem,
+    parse_fields,
+)
 
 __all__ = [
     "ALIASES",
@@ -93,60 +128,14 @@ __all__ = [
     "parse_cron",
 ]
 
-
-#: The aliases raypipe accepts and the 5-field expressions they stand for.
-ALIASES: dict[str, str] = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-_MONTH_NAMES = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
-_DAY_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-_FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
-# What each field accepts, as told to a user whose value is out of range.
-_RANGE_HINTS = (
-    "0-59",
-    "0-23; midnight is 0",
-    "1-31",
-    "1-12 or JAN-DEC",
-    "0-7 or SUN-SAT; 0 and 7 are both Sunday",
-)
-# (lowest, highest) number accepted in each field; day-of-week accepts 7 for Sunday.
-_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-# Range that `*` stands for; day-of-week stops at 6 so Sunday is not counted twice.
-_STAR = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-_MINUTE, _HOUR, _DOM, _MONTH, _DOW = range(5)
-
-_ITEM_RE = re.compile(r"^(?P<start>\*|[0-9a-z]+)(?:-(?P<end>[0-9a-z]+))?(?:/(?P<step>[0-9]+))?$")
-_NTH_RE = re.compile(r"^(?P<day>[0-9a-z]+)#(?P<n>[0-9]+)$")
-_LAST_WEEKDAY_RE = re.compile(r"^(?P<day>[0-9a-z]+)l$")
 # Searching 2001-2028 covers every calendar of 1901-2099 (see the module docstring).
-_PROBE_YEARS = range(2001, 2029)
+_PROBE_FROM = datetime(2001, 1, 1)
+_PROBE_UNTIL = datetime(2029, 1, 1)
 # A parsed cron whose day pattern matched nothing in this many months never fires; with
 # 2001-2028 already probed at parse time this only guards against endless loops.
 _MAX_EMPTY_MONTHS = 12 * 401
 _LAST_YEAR = 9998  # leave room for arithmetic below datetime.max
-#: The longest cron expression accepted (every minute listed one by one fits).
-MAX_LENGTH = 1024
-
-
-class CronError(ValueError):
-    """A cron expression that raypipe refuses.
-
-    Attributes:
-        expression: The expression as written.
-        problems: One sentence per problem, each naming the field it is about.
-    """
-
-    def __init__(self, expression: str, problems: Sequence[str]) -> None:
-        self.expression = expression
-        self.problems = tuple(problems)
-        super().__init__(f"invalid cron expression {expression!r}: " + "; ".join(self.problems))
+_MINUTE_STEP = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,19 +144,23 @@ class CronExpression:
 
     Values are cron's: months 1-12, weekdays 0-6 with 0 = Sunday (a 7 in the text is
     stored as 0).
+
+    Attributes:
+        expression: The expression as written.
+        minutes: The matching minutes, as croniter expanded them.
+        hours: The matching hours, as croniter expanded them.
+        months: The matching months, as croniter expanded them.
+        weekdays: The plain weekdays of the day-of-week field (without ``d#n``/``dL``).
+        day_parts: The croniter expressions (``0 0 dom month dow``, canonical) whose
+            matching days, together, are the days this cron fires on.
     """
 
     expression: str
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
-    days: frozenset[int]
-    last_day: bool
     months: frozenset[int]
     weekdays: frozenset[int]
-    nth_weekdays: frozenset[tuple[int, int]]
-    last_weekdays: frozenset[int]
-    dom_restricted: bool
-    dow_restricted: bool
+    day_parts: tuple[str, ...]
 
     @property
     def every_hour(self) -> bool:
@@ -199,38 +192,17 @@ class CronExpression:
         )
 
     def month_days(self, year: int, month: int) -> tuple[int, ...]:
-        """The days of ``year``-``month`` that match the day fields, ignoring the month field."""
+        """The days of ``year``-``month`` that croniter matches with the day fields."""
         cache = self._month_cache
         days = cache.get((year, month))
         if days is None:
             if len(cache) >= 64:  # iteration is sequential, so a small cache suffices
                 cache.clear()
-            days = cache[(year, month)] = self._compute_month_days(year, month)
+            found: set[int] = set()
+            for part in self.day_parts:
+                found.update(_part_days(part, year, month))
+            days = cache[(year, month)] = tuple(sorted(found))
         return days
-
-    def _compute_month_days(self, year: int, month: int) -> tuple[int, ...]:
-        first_weekday, length = calendar.monthrange(year, month)
-        matched = []
-        for day in range(1, length + 1):
-            # calendar counts weekdays from Monday = 0; cron from Sunday = 0.
-            weekday = (first_weekday + day) % 7
-            dom = day in self.days or (self.last_day and day == length)
-            dow = (
-                weekday in self.weekdays
-                or (weekday, (day - 1) // 7 + 1) in self.nth_weekdays
-                or (weekday in self.last_weekdays and day > length - 7)
-            )
-            if self.dom_restricted and self.dow_restricted:
-                ok = dom or dow
-            elif self.dom_restricted:
-                ok = dom
-            elif self.dow_restricted:
-                ok = dow
-            else:
-                ok = True
-            if ok:
-                matched.append(day)
-        return tuple(matched)
 
     def matching_days(self, start: date) -> Iterator[date]:
         """The days on or after ``start`` on which the cron fires, ascending."""
@@ -254,7 +226,7 @@ class CronExpression:
 
 @lru_cache(maxsize=4096)
 def parse_cron(expression: str) -> CronExpression:
-    """Parse and validate a 5-field cron expression or an alias.
+    """Validate a 5-field cron expression or an alias, and read it through croniter.
 
     Args:
         expression: Such as ``"*/15 9-17 * * MON-FRI"`` or ``"@daily"``.
@@ -265,221 +237,86 @@ def parse_cron(expression: str) -> CronExpression:
     Raises:
         CronError: With every problem found, each naming its field.
     """
-    text = expression.strip()
-    if not text:
-        raise CronError(expression, ["the cron expression is empty"])
-    if len(text) > MAX_LENGTH:
-        raise CronError(expression[:40] + "...", [f"it is longer than {MAX_LENGTH} characters"])
-    if text.startswith("@"):
-        alias = text.lower()
-        if alias == "@reboot":
-            raise CronError(
-                expression,
-                [
-                    "@reboot runs when a machine boots, which a schedule has no notion of; "
-                    "use a once trigger, or trigger the schedule by hand"
-                ],
-            )
-        if alias not in ALIASES:
-            raise CronError(
-                expression,
-                [f"unknown alias {text!r}; raypipe knows " + ", ".join(ALIASES)],
-            )
-        text = ALIASES[alias]
-    fields = text.split()
-    if len(fields) != 5:
-        raise CronError(expression, [_field_count_problem(len(fields))])
-
-    problems: list[str] = []
-    parsed = []
-    for index, raw in enumerate(fields):
-        try:
-            parsed.append(_parse_field(index, raw.lower()))
-        except _FieldError as exc:
-            problems.append(f"{_FIELD_NAMES[index]} field: {exc}")
-    if problems:
-        raise CronError(expression, problems)
-
-    minutes, hours, dom, months, dow = parsed
-    cron = CronExpression(
+    fields, parsed = parse_fields(expression)
+    minutes, hours, months = _expand_times(parsed)
+    day_parts = _day_parts(fields, parsed)
+    if not any(_fires_in_probe_years(part) for part in day_parts):
+        raise CronError(expression, [never_fires_problem(fields, months)])
+    return CronExpression(
         expression=expression,
-        minutes=tuple(sorted(minutes.values)),
-        hours=tuple(sorted(hours.values)),
-        days=frozenset(dom.values),
-        last_day=dom.last,
-        months=frozenset(months.values),
-        weekdays=frozenset(0 if v == 7 else v for v in dow.values),
-        nth_weekdays=frozenset((0 if d == 7 else d, n) for d, n in dow.nth),
-        last_weekdays=frozenset(0 if d == 7 else d for d in dow.last_weekdays),
-        dom_restricted=fields[_DOM] != "*",
-        dow_restricted=fields[_DOW] != "*",
+        minutes=minutes,
+        hours=hours,
+        months=months,
+        weekdays=frozenset(v % 7 for v in parsed[DOW].values),
+        day_parts=day_parts,
     )
-    if not _can_fire(cron):
-        raise CronError(expression, [_never_fires_problem(fields, cron)])
-    return cron
 
 
-def _field_count_problem(count: int) -> str:
-    layout = "minute hour day-of-month month day-of-week"
-    if count == 6:
-        return (
-            f"it has 6 fields; raypipe uses standard 5-field cron ({layout}). croniter "
-            "would read a 6th field as seconds and Quartz reads the first field as seconds, "
-            "so a 6-field expression means different schedules in different tools: drop "
-            "the seconds field (schedules fire at most once a minute)"
-        )
-    if count == 7:
-        return (
-            f"it has 7 fields (seconds and a year, as in Quartz); raypipe uses standard "
-            f"5-field cron ({layout}): drop the seconds and year fields"
-        )
-    plural = "s" if count != 1 else ""
-    return f"it has {count} field{plural}; raypipe uses 5 ({layout}), such as '30 2 * * *'"
+def _listed(values: set[int]) -> str:
+    return ",".join(str(v) for v in sorted(values))
 
 
-class _FieldError(Exception):
-    pass
+def _expand_times(parsed: list[Field]) -> tuple[tuple[int, ...], tuple[int, ...], frozenset[int]]:
+    """Minutes, hours and months as croniter expands the canonical fields."""
+    canonical = f"{_listed(parsed[MINUTE].values)} {_listed(parsed[HOUR].values)} * "
+    canonical += f"{_listed(parsed[MONTH].values)} *"
+    expanded, _ = croniter.expand(canonical)
+
+    def values(index: int, low: int, high: int) -> tuple[int, ...]:
+        found = expanded[index]
+        if found == ["*"]:
+            return tuple(range(low, high + 1))
+        return tuple(sorted(int(v) for v in found))
+
+    return values(MINUTE, 0, 59), values(HOUR, 0, 23), frozenset(values(MONTH, 1, 12))
 
 
-@dataclass
-class _Field:
-    values: set[int] = field(default_factory=set)
-    last: bool = False  # day-of-month `L`
-    nth: set[tuple[int, int]] = field(default_factory=set)  # day-of-week `d#n`
-    last_weekdays: set[int] = field(default_factory=set)  # day-of-week `dL`
+def _day_parts(fields: list[str], parsed: list[Field]) -> tuple[str, ...]:
+    """croniter expressions, each restricting one day field, whose days together are the
+    cron's days (see the module docstring for why there can be more than one)."""
+    months = _listed(parsed[MONTH].values)
+    dom, dow = parsed[DOM], parsed[DOW]
+    days: list[str] = []  # the day-of-month field, and the day-of-week field in one or two
+    weekdays: list[str] = []
+    if fields[DOM] != "*":
+        days.append(",".join(([_listed(dom.values)] if dom.values else []) + ["L"] * dom.last))
+    if fields[DOW] != "*":
+        plain = {v % 7 for v in dow.values}
+        special = [f"{d % 7}#{n}" for d, n in sorted(dow.nth)]
+        special += [f"L{d % 7}" for d in sorted(dow.last_weekdays)]
+        weekdays += [text for text in (_listed(plain), ",".join(special)) if text]
+    parts = [f"0 0 {d} {months} *" for d in days] + [f"0 0 * {months} {w}" for w in weekdays]
+    return tuple(parts) or (f"0 0 * {months} *",)
 
 
-def _parse_field(index: int, text: str) -> _Field:
-    result = _Field()
-    for item in text.split(","):
-        _parse_item(index, item, result)
-    return result
+def _fires_in_probe_years(part: str) -> bool:
+    try:
+        found = croniter(
+            part, _PROBE_FROM - _MINUTE_STEP, day_or=True, max_years_between_matches=28
+        ).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return bool(found < _PROBE_UNTIL)
 
 
-def _parse_item(index: int, item: str, into: _Field) -> None:
-    if not item:
-        raise _FieldError("empty list item (two commas in a row, or a trailing comma?)")
-    if item == "?":
-        raise _FieldError("'?' is Quartz syntax; in 5-field cron write '*'")
-    if item[0] in "hr" and (item in ("h", "r") or item[1] in "(/"):
-        raise _FieldError(f"'{item.upper()}' (hashed or random values) is not standard cron")
-    if index == _DOM:
-        if item == "l":
-            into.last = True
-            return
-        if "w" in item:
-            raise _FieldError(f"'{item.upper()}' (nearest weekday) is not supported")
-    if index == _DOW:
-        nth = _NTH_RE.match(item)
-        if nth:
-            n = int(nth["n"])
-            if not 1 <= n <= 5:
-                raise _FieldError(
-                    f"in '{item.upper()}' the n of weekday#n must be 1-5 (no month has a "
-                    "6th weekday)"
-                )
-            into.nth.add((_value(index, nth["day"]), n))
-            return
-        last = _LAST_WEEKDAY_RE.match(item)
-        if last:
-            into.last_weekdays.add(_value(index, last["day"]))
-            return
-        if item[0] == "l" and item[1:].isdigit():
-            raise _FieldError(
-                f"'{item.upper()}' is croniter's spelling; for the last weekday d of the "
-                f"month write {item[1:]}L"
-            )
-    if ("l" in item and index not in (_MONTH, _DOW)) or item == "l":
-        raise _FieldError(
-            "'L' is only allowed in day-of-month (the last day of the month) and as "
-            "weekday L in day-of-week ('5L': the last Friday)"
-        )
-    if "#" in item:
-        if index == _DOW:
-            raise _FieldError(f"'{item.upper()}': weekday#n takes one weekday and n in 1-5")
-        raise _FieldError(f"'{item}': '#' is only allowed in day-of-week, as weekday#n")
-    match = _ITEM_RE.match(item)
-    if not match:
-        raise _FieldError(
-            f"'{item}' is not cron syntax (expected *, a number, a range a-b, a step */n "
-            "or a-b/n, or a comma-separated list of these)"
-        )
-    start, end, step_text = match["start"], match["end"], match["step"]
-    star_low, star_high = _STAR[index]
-    if start == "*":
-        if end is not None:
-            raise _FieldError(f"'{item}': '*' cannot start a range")
-        low, high = star_low, star_high
-    else:
-        low = _value(index, start)
-        if end is not None:
-            high = _value(index, end)
-            if high < low:
-                raise _FieldError(
-                    f"range {start.upper()}-{end.upper()} runs backwards; cron ranges do not "
-                    f"wrap around: write it as two ranges, {_split_range(index, start, end)}"
-                )
-        elif step_text is not None:
-            high = max(low, star_high)  # `a/n` runs from a to the field's maximum
-        else:
-            high = low
-    step = 1
-    if step_text is not None:
-        step = int(step_text)
-        if step == 0:
-            raise _FieldError(f"'{item}': a step must be at least 1")
-        if step > high - low:
-            # `*/90` in minutes is minute 0 only, not every 90 minutes: a common mistake
-            # that croniter and most crons accept silently.
-            span = f"the {_FIELD_NAMES[index]} field's range" if start == "*" else "its range"
-            raise _FieldError(
-                f"step {step} in '{item}' is larger than {span} ({low}-{high}), so it "
-                f"selects only {low}: cron steps restart every hour, day, month or year "
-                "instead of carrying over; use an interval trigger for a fixed spacing"
-            )
-    into.values.update(range(low, high + 1, step))
-
-
-def _split_range(index: int, start: str, end: str) -> str:
-    low, high = _STAR[index]
-    if start.isalpha() and index == _MONTH:
-        low_text, high_text = "JAN", "DEC"
-    elif start.isalpha() and index == _DOW:
-        low_text, high_text = "SUN", "SAT"
-    else:
-        low_text, high_text = str(low), str(high)
-    return f"{start.upper()}-{high_text},{low_text}-{end.upper()}"
-
-
-def _value(index: int, token: str) -> int:
-    names = _MONTH_NAMES if index == _MONTH else _DAY_NAMES if index == _DOW else {}
-    if token.isdigit():
-        value = int(token)
-    elif token in names:
-        return names[token]
-    elif names:
-        example = "JAN-DEC" if index == _MONTH else "SUN-SAT"
-        raise _FieldError(f"'{token.upper()}' is neither a number nor a name ({example})")
-    else:
-        raise _FieldError(f"'{token}' is not a number")
-    low, high = _BOUNDS[index]
-    if not low <= value <= high:
-        raise _FieldError(f"{value} is out of range ({_RANGE_HINTS[index]})")
-    return value
-
-
-def _can_fire(cron: CronExpression) -> bool:
-    for year in _PROBE_YEARS:
-        for month in sorted(cron.months):
-            if cron._compute_month_days(year, month):
-                return True
-    return False
-
-
-def _never_fires_problem(fields: list[str], cron: CronExpression) -> str:
-    names = [calendar.month_name[m] for m in sorted(cron.months)]
-    months = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-    return f"it can never fire: day-of-month {fields[_DOM]} does not occur in {months} in any year"
+@lru_cache(maxsize=8192)
+def _part_days(part: str, year: int, month: int) -> tuple[int, ...]:
+    """The days of ``year``-``month`` that the croniter expression ``part`` matches."""
+    if year < 2 or year > _LAST_YEAR:
+        return ()
+    days = []
+    matcher = croniter(
+        part, datetime(year, month, 1) - _MINUTE_STEP, day_or=True, max_years_between_matches=1
+    )
+    while True:
+        try:
+            found: datetime = matcher.get_next(datetime)
+        except CroniterBadDateError:
+            break
+        if (found.year, found.month) != (year, month):
+            break
+        days.append(found.day)
+    return tuple(days)
 
 
 # -- fire instants -----------------------------------------------------------------------------

@@ -12,6 +12,10 @@ is measured by bench_engine). Reported:
 3. Burst: 10,000 fires due at the same instant (no jitter): lateness p50/p99 and the fire
    rate, against the baseline measured here: storing runs in a bare loop, without a
    scheduler (the rate at which the storage alone can take runs).
+4. Cron next-fire computation (croniter decides the matching days, raypipe caches them):
+   the next fire of COUNT cron schedules over a mix of expressions and zones, cold (each
+   distinct expression parsed and validated through croniter, its months' days computed)
+   and warm (all cached), and a walk of 200 fires each for 500 of them across month ends.
 
 The schedules are interval triggers of one minute anchored a few seconds ahead, so that the
 first minute starts at once instead of at the next full minute; a `* * * * *` cron costs the
@@ -21,7 +25,9 @@ Environment: RAYPIPE_BENCH_SCHEDULES (default 10000), RAYPIPE_BENCH_JITTER_S (de
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -30,10 +36,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from control_plane.schedule_policy import timing_of
 from control_plane.scheduler import Scheduler, StartRequest
-from control_plane.scheduling import SystemClock, jitter_offset, jittered
+from control_plane.scheduling import SystemClock, cron_instants, jitter_offset, jittered, parse_cron
 from control_plane.storage.repository import NewRun
 from control_plane.storage.schedules import NewSchedule, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
@@ -210,7 +217,45 @@ def _burst(directory: Path) -> None:
     repo.close()
 
 
+def _cron_expressions(count: int) -> list[str]:
+    rng = random.Random(6)
+    minutes = ["*", "*/5", "0", "30", "15,45", "0-10/5", "*/7"]
+    hours = ["*", "0", "9-17", "*/2", "2", "0,12"]
+    months = ["*", "1-6", "JAN,JUL"]
+    days = [("*", "*"), ("L", "*"), ("*", "MON-FRI"), ("1,15", "SAT"), ("*", "1#2"), ("*", "5L")]
+    result = []
+    for _ in range(count):
+        dom, dow = rng.choice(days)
+        minute, hour, month = rng.choice(minutes), rng.choice(hours), rng.choice(months)
+        result.append(f"{minute} {hour} {dom} {month} {dow}")
+    return result
+
+
+def _cron_next_fires() -> None:
+    names = ("UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe")
+    zones = [ZoneInfo(name) for name in names]
+    expressions = _cron_expressions(COUNT)
+    after = datetime(2025, 3, 8, 12, tzinfo=UTC)  # New York springs forward the next day
+    timings = []
+    for _ in ("cold", "warm"):
+        started = time.perf_counter()
+        for i, expression in enumerate(expressions):
+            next(cron_instants(parse_cron(expression), zones[i % len(zones)], after))
+        timings.append((time.perf_counter() - started) / COUNT * 1e6)
+    started, walked = time.perf_counter(), 0
+    for i, expression in enumerate(expressions[:500]):
+        instants = cron_instants(parse_cron(expression), zones[i % len(zones)], after)
+        walked += sum(1 for _ in itertools.islice(instants, 200))
+    walk = (time.perf_counter() - started) / walked * 1e6
+    print(
+        f"cron next fire ({COUNT:,} schedules, {len(set(expressions))} distinct expressions, "
+        f"4 zones): cold {timings[0]:.0f} us, warm {timings[1]:.0f} us per schedule; "
+        f"walking {walked:,} fires: {walk:.1f} us per fire"
+    )
+
+
 def main() -> None:
+    _cron_next_fires()
     with tempfile.TemporaryDirectory(prefix="raypipe-bench-scheduler-") as directory:
         _spread(Path(directory))
         _burst(Path(directory))

@@ -350,6 +350,25 @@ def test_croniter_divergences_that_raypipe_refuses_or_fixes() -> None:
     croniter_days = croniter("0 0 * * 1-1", start)
     assert croniter_days.get_next(datetime).weekday() != 0
     assert {t.weekday() for t in fires("0 0 * * 1-1", ZUTC, utc(2025, 1, 1), 5)} == {0}
+    # croniter intersects d#n with day-of-month instead of joining the OR, and refuses
+    # plain weekdays mixed with d#n: raypipe hands it one expression per day field.
+    intersected = croniter("0 0 8 * 1#2", start, day_or=True)
+    assert intersected.get_next(datetime).day == 13
+    assert days_of("0 0 8 * 1#2", 2025, 1) == [8, 13]
+    assert parse_cron("0 0 8 * 1,3#1,5L").day_parts == (
+        "0 0 8 1,2,3,4,5,6,7,8,9,10,11,12 *",
+        "0 0 * 1,2,3,4,5,6,7,8,9,10,11,12 1",
+        "0 0 * 1,2,3,4,5,6,7,8,9,10,11,12 3#1,L5",
+    )
+
+
+def test_croniter_reads_the_canonical_form_of_every_field() -> None:
+    # Ranges, steps, names and 7 for Sunday reach croniter as plain lists.
+    cron = parse_cron("1-1 0-23/12 L JAN-FEB 7,6L")
+    assert cron.minutes == (1,)
+    assert cron.hours == (0, 12)
+    assert cron.months == frozenset({1, 2})
+    assert cron.day_parts == ("0 0 L 1,2 *", "0 0 * 1,2 0", "0 0 * 1,2 L6")
 
 
 # -- fire instants across DST ------------------------------------------------------------------
