@@ -70,6 +70,7 @@ OUTPUT_ONLY = frozenset(
         "next_fire_time",
         "last_fire_time",
         "runs_started",
+        "catchup_note",
         "create_time",
         "update_time",
         "etag",

@@ -80,6 +80,7 @@ class ScheduleRow:
         if self.last_fire_time is not None:
             out.last_fire_time.FromDatetime(self.last_fire_time)
         out.runs_started = self.runs_started
+        out.catchup_note = self.catchup_note
         out.create_time.FromDatetime(self.create_time)
         out.update_time.FromDatetime(self.update_time)
         out.etag = self.etag

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from control_plane.errors import FailedPreconditionError
 from control_plane.scheduler import Scheduler
@@ -355,6 +355,36 @@ def test_fires_and_reports_progress(plane: Plane) -> None:
     assert {r.parameters["x"].string_value for r in runs} == {"v"}
     plane.stub.DeleteSchedule(pb.DeleteScheduleRequest(name="schedules/s"))
     assert len(plane.starter.runs("s")) == 2  # the runs stay
+
+
+def test_a_capped_catch_up_is_visible_on_the_schedule(plane: Plane) -> None:
+    window = timedelta(hours=3)
+    catchup = schedule_pb2.CATCHUP_POLICY_ALL
+    plane.create(catchup_policy=catchup, overlap_policy=Overlap.OVERLAP_POLICY_SKIP)
+    plane.create("big", catchup_policy=catchup, overlap_policy=Overlap.OVERLAP_POLICY_SKIP)
+    plane.stub.UpdateSchedule(
+        pb.UpdateScheduleRequest(
+            schedule=schedule_pb2.Schedule(
+                name="schedules/big", catchup_window=duration_pb2.Duration(seconds=3 * 3600)
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["catchup_window"]),
+        )
+    )
+    assert plane.get("big").catchup_note == ""
+    plane.at(window)  # down for three hours: 180 fires in the window, 100 run
+    assert plane.get("s").catchup_note == ""  # the default hour holds 60: under the cap
+    note = plane.get("big").catchup_note
+    assert "catch-up capped at 100 runs; 80 older missed fires were skipped" in note
+    # output only: an update cannot set it
+    err = expect_error(
+        plane.stub.UpdateSchedule,
+        pb.UpdateScheduleRequest(
+            schedule=schedule_pb2.Schedule(name="schedules/big"),
+            update_mask=field_mask_pb2.FieldMask(paths=["catchup_note"]),
+        ),
+        INVALID,
+    )
+    assert "output only" in str(err.violations)
 
 
 # --- refusals --------------------------------------------------------------------------------------
