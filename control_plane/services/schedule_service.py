@@ -27,6 +27,7 @@ from control_plane.schedule_policy import apply_overlap, overlap_of, timing_of
 from control_plane.scheduler import Scheduler
 from control_plane.scheduling import (
     DEFAULT_BACKFILL_LIMIT,
+    ScheduleTiming,
     fires_between,
     jittered,
     next_fire_after,
@@ -84,9 +85,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
     def CreateSchedule(
         self, request: pb.CreateScheduleRequest, context: grpc.ServicerContext
     ) -> pb.CreateScheduleResponse:
-        problems = names.text_violations(request.request_id, "request_id", MAX_REQUEST_ID)
-        if problems:
-            raise InvalidArgumentError.from_violations(problems)
+        _check_request_id(request.request_id)
         if request.request_id:
             existing = self._schedules.get_by_request_id(request.request_id)
             if existing is not None:
@@ -103,15 +102,14 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         config = config_of(s)
         now = self._now()
         self._check(config, schedule_id, pipeline_id, pinned, now=now)
-        timing = timing_of(config, schedule_id)
-        next_fire = next_fire_after(timing, now, anchor=now)
+        next_fire, next_due = _next_fire(timing_of(config, schedule_id), now, anchor=now)
         new = NewSchedule(
             id=schedule_id,
             pipeline_id=pipeline_id,
             version_number=pinned,
             config=config,
             next_fire_time=next_fire,
-            next_due_time=jittered(timing, next_fire, anchor=now) if next_fire else None,
+            next_due_time=next_due,
             create_time=now,
             request_id=request.request_id,
         )
@@ -185,19 +183,9 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
                 # Fire times moved: the next fire is the first of the new settings after
                 # now (fires due under the old ones were decided above). A new jitter only
                 # moves the due time of the fire that is next already.
-                timing = timing_of(config, schedule_id)
                 restart = retimed or "max_runs" in paths
                 through = max(row.fired_through, now) if restart else row.fired_through
-                next_fire = next_fire_after(
-                    timing, through, anchor=row.create_time, runs_started=row.runs_started
-                )
-                values.update(
-                    fired_through=through,
-                    next_fire_time=next_fire,
-                    next_due_time=(
-                        jittered(timing, next_fire, anchor=row.create_time) if next_fire else None
-                    ),
-                )
+                values.update(_cursor_after(timing_of(config, schedule_id), through, row))
             tx.update(row, user_change=True, now=now, **values)
             updated = tx.reread(schedule_id)
         self._scheduler.start_jobs(jobs)
@@ -218,46 +206,38 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
     def PauseSchedule(
         self, request: pb.PauseScheduleRequest, context: grpc.ServicerContext
     ) -> pb.PauseScheduleResponse:
-        schedule_id = parse_schedule_name(request.name)
-        check_note(request.note)
-        now = self._now()
-        with self._schedules.transaction() as tx:
-            row = tx.lock(schedule_id)
-            # A fire that is due already belongs before the pause.
-            jobs, row = self._decide_due(tx, row, now)
-            tx.update(row, user_change=True, now=now, paused=True, pause_note=request.note)
-            paused = tx.reread(schedule_id)
-        self._scheduler.start_jobs(jobs)
-        return pb.PauseScheduleResponse(schedule=paused.to_proto())
+        return pb.PauseScheduleResponse(schedule=self._set_paused(request, True).to_proto())
 
     @unary
     def ResumeSchedule(
         self, request: pb.ResumeScheduleRequest, context: grpc.ServicerContext
     ) -> pb.ResumeScheduleResponse:
+        return pb.ResumeScheduleResponse(schedule=self._set_paused(request, False).to_proto())
+
+    def _set_paused(
+        self, request: pb.PauseScheduleRequest | pb.ResumeScheduleRequest, paused: bool
+    ) -> ScheduleRow:
         schedule_id = parse_schedule_name(request.name)
         check_note(request.note)
         now = self._now()
+        jobs: list[FireJob] = []
         with self._schedules.transaction() as tx:
             row = tx.lock(schedule_id)
-            values: dict[str, object] = {"paused": False, "pause_note": request.note}
-            if row.paused:
+            values: dict[str, object] = {"paused": paused, "pause_note": request.note}
+            if paused:
+                # A fire that is due already belongs before the pause.
+                jobs, row = self._decide_due(tx, row, now)
+            elif row.paused:
                 # Fires missed while paused are dropped: fire again after now.
                 timing = timing_of(row.config, schedule_id)
-                through = max(row.fired_through, now)
-                next_fire = next_fire_after(
-                    timing, through, anchor=row.create_time, runs_started=row.runs_started
-                )
-                values.update(
-                    fired_through=through,
-                    next_fire_time=next_fire,
-                    next_due_time=(
-                        jittered(timing, next_fire, anchor=row.create_time) if next_fire else None
-                    ),
-                )
+                values.update(_cursor_after(timing, max(row.fired_through, now), row))
             tx.update(row, user_change=True, now=now, **values)
-            resumed = tx.reread(schedule_id)
-        self._scheduler.wake()
-        return pb.ResumeScheduleResponse(schedule=resumed.to_proto())
+            changed = tx.reread(schedule_id)
+        if paused:
+            self._scheduler.start_jobs(jobs)
+        else:
+            self._scheduler.wake()
+        return changed
 
     # --- runs now and for the past -------------------------------------------------------------
     @unary
@@ -265,9 +245,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         self, request: pb.TriggerScheduleRequest, context: grpc.ServicerContext
     ) -> pb.TriggerScheduleResponse:
         schedule_id = parse_schedule_name(request.name)
-        problems = names.text_violations(request.request_id, "request_id", MAX_REQUEST_ID)
-        if problems:
-            raise InvalidArgumentError.from_violations(problems)
+        _check_request_id(request.request_id)
         now = self._now()
         with self._schedules.transaction() as tx:
             row = tx.lock(schedule_id)
@@ -458,6 +436,28 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
         )
         if problems:
             raise InvalidArgumentError.from_violations(problems)
+
+
+def _check_request_id(request_id: str) -> None:
+    problems = names.text_violations(request_id, "request_id", MAX_REQUEST_ID)
+    if problems:
+        raise InvalidArgumentError.from_violations(problems)
+
+
+def _next_fire(
+    timing: ScheduleTiming, after: datetime, *, anchor: datetime, runs_started: int = 0
+) -> tuple[datetime | None, datetime | None]:
+    """The first nominal fire time after ``after``, and when it is due (plus jitter)."""
+    fire = next_fire_after(timing, after, anchor=anchor, runs_started=runs_started)
+    return fire, (jittered(timing, fire, anchor=anchor) if fire else None)
+
+
+def _cursor_after(timing: ScheduleTiming, through: datetime, row: ScheduleRow) -> dict[str, object]:
+    """The cursor columns of ``row`` when every fire up to ``through`` counts as handled."""
+    next_fire, next_due = _next_fire(
+        timing, through, anchor=row.create_time, runs_started=row.runs_started
+    )
+    return {"fired_through": through, "next_fire_time": next_fire, "next_due_time": next_due}
 
 
 def _require_version(row: ScheduleRow) -> None:
