@@ -62,6 +62,10 @@ _ACTIVE_RUN_STATES = (
     run_pb2.Run.STATE_RUNNING,
     run_pb2.Run.STATE_CANCELLING,
 )
+# Pruning of finished fire records: rows per transaction, and transactions per prune (so
+# one prune deletes at most 50,000 rows: 10,000 schedules firing every minute for 5 minutes).
+_PRUNE_BATCH = 2000
+_PRUNE_BATCHES = 25
 
 
 # --- starting runs ------------------------------------------------------------------------------
@@ -201,6 +205,11 @@ class Scheduler:
             replicas created; a change made through this process wakes the loop at once.
         lease: How long a decided fire belongs to the process that decided it before
             another replica may start it.
+        fire_retention: How long a finished fire's record is kept (then pruned, see
+            :meth:`ScheduleRepository.prune_fires`; its run stays). A TriggerSchedule
+            request_id is idempotent for this long.
+        prune_interval: How often a pass prunes fire records (passes happen anyway:
+            pruning adds no wake-up).
     """
 
     def __init__(
@@ -213,6 +222,8 @@ class Scheduler:
         watch_interval: timedelta = timedelta(seconds=2),
         resync_interval: timedelta = timedelta(seconds=30),
         lease: timedelta = timedelta(seconds=60),
+        fire_retention: timedelta = timedelta(days=1),
+        prune_interval: timedelta = timedelta(minutes=5),
     ) -> None:
         self.schedules = schedules
         self.starter = starter
@@ -221,12 +232,15 @@ class Scheduler:
         self.watch_interval = watch_interval
         self.resync_interval = resync_interval
         self.lease = lease
+        self.fire_retention = fire_retention
+        self.prune_interval = prune_interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # What the last pass saw waiting besides due schedules (None: look at everything).
         self._waiting: Wakeup | None = None
         self._next_watch = datetime.min.replace(tzinfo=UTC)
+        self._next_prune = datetime.min.replace(tzinfo=UTC)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -291,7 +305,24 @@ class Scheduler:
             self.start_jobs(
                 self.schedules.claim_pending(now, lease_until, ignore_lease=repair_all, limit=1000)
             )
+        if now >= self._next_prune:
+            self._next_prune = now + self.prune_interval
+            self.prune(now)
         return self._next_deadline(now, progress)
+
+    def prune(self, now: datetime) -> int:
+        """Delete finished fire records older than ``fire_retention``, in batches of
+        ``_PRUNE_BATCH`` (short transactions), at most ``_PRUNE_BATCHES`` of them per call;
+        how many were deleted."""
+        deleted = 0
+        for _ in range(_PRUNE_BATCHES):
+            count = self.schedules.prune_fires(now - self.fire_retention, limit=_PRUNE_BATCH)
+            deleted += count
+            if count < _PRUNE_BATCH or self._stopping.is_set():
+                break
+        if deleted:
+            log.info("pruned %d finished fire records older than %s", deleted, self.fire_retention)
+        return deleted
 
     def decide(self, tx: ScheduleTx, rows: Sequence[ScheduleRow], now: datetime) -> list[FireJob]:
         """Decide and record the due fires of locked schedules; the pending ones to start."""

@@ -300,8 +300,12 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
             recorded = tx.fires_at(schedule_id, found.fires)
             # Fires the overlap policy skipped never ran: a backfill may decide them again.
             tx.forget(f for f in recorded.values() if f.state == "skipped")
-            existing = sorted(t for t, f in recorded.items() if f.state != "skipped")
-            todo = [t for t in found.fires if t not in existing]
+            existing = sorted(
+                {t for t, f in recorded.items() if f.state != "skipped"}
+                # runs whose fire records were pruned (Scheduler.fire_retention)
+                | tx.times_with_runs(row, (t for t in found.fires if t not in recorded))
+            )
+            todo = [t for t in found.fires if t not in set(existing)]
             decisions = apply_overlap(
                 overlap_of(row.config), todo, tx.occupancy([row])[schedule_id]
             )

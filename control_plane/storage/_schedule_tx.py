@@ -28,12 +28,12 @@ from control_plane.storage._schedule_rows import (
 from control_plane.storage._schedule_tables import schedule_fires, schedules
 from control_plane.storage._tables import ACTIVE_RUN_STATES, pipelines, runs
 
-__all__ = ["ScheduleTx", "fire_update", "select_jobs", "select_rows"]
+__all__ = ["TERMINAL_RUN_STATES", "ScheduleTx", "fire_update", "select_jobs", "select_rows"]
 
 # Fire states that hold a schedule "running" for the overlap policies besides its active
 # runs: decided but not started yet, or between the attempts of a retry.
 _OCCUPYING = ("pending", "retrying")
-_TERMINAL_RUN_STATES = (3, 4, 6)  # Run.State SUCCEEDED, FAILED, CANCELLED
+TERMINAL_RUN_STATES = (3, 4, 6)  # Run.State SUCCEEDED, FAILED, CANCELLED
 
 
 class ScheduleTx:
@@ -254,6 +254,22 @@ class ScheduleTx:
                 found[fire.scheduled_time] = fire
         return found
 
+    def times_with_runs(self, row: ScheduleRow, times: Iterable[datetime]) -> set[datetime]:
+        """Those of ``times`` for which a run of the schedule exists (its fire record may
+        have been pruned since: see :meth:`ScheduleRepository.prune_fires`)."""
+        wanted = list(times)
+        found: set[datetime] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(
+                self.conn.execute(
+                    sa.select(runs.c.scheduled_time).where(
+                        runs.c.schedule == row.name,
+                        runs.c.scheduled_time.in_(wanted[start : start + 500]),
+                    )
+                ).scalars()
+            )
+        return found
+
     def forget(self, fires: Iterable[Fire]) -> None:
         """Delete skipped fire records, so that a backfill can decide about them again."""
         for fire in fires:
@@ -338,7 +354,7 @@ class ScheduleTx:
             )
             .where(
                 schedule_fires.c.state == "watching",
-                runs.c.state.in_(_TERMINAL_RUN_STATES),
+                runs.c.state.in_(TERMINAL_RUN_STATES),
             )
             .limit(limit)
             .with_for_update(of=schedule_fires, skip_locked=True)

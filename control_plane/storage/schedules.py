@@ -45,7 +45,13 @@ from control_plane.storage._schedule_rows import (
     schedule_not_found,
 )
 from control_plane.storage._schedule_tables import ATTEMPT_LABEL, schedule_fires, schedules
-from control_plane.storage._schedule_tx import ScheduleTx, fire_update, select_jobs, select_rows
+from control_plane.storage._schedule_tx import (
+    TERMINAL_RUN_STATES,
+    ScheduleTx,
+    fire_update,
+    select_jobs,
+    select_rows,
+)
 from control_plane.storage._tables import ACTIVE_RUN_STATES, UtcDateTime, runs
 from control_plane.storage.repository import Page, Repository
 
@@ -250,6 +256,37 @@ class ScheduleRepository:
                 .order_by(schedule_fires.c.scheduled_time)
             ).all()
         return [fire_from_row(r) for r in rows]
+
+    def prune_fires(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` fire records that exactly-once no longer needs; how many.
+
+        A record goes once it was last changed before ``before``, its schedule's cursor has
+        passed it (the loop never decides about it again), and it is done: skipped, failed,
+        or started with a run that is terminal (no retry can follow). Its run, if any, stays
+        in ``runs``, whose unique (schedule, scheduled_time, attempt) index keeps the fire
+        from running twice, and which BackfillSchedule consults too. A TriggerSchedule
+        request_id is honoured for as long as its fire record is kept.
+        """
+        fires = schedule_fires.c
+        terminal_runs = sa.select(runs.c.id).where(runs.c.state.in_(TERMINAL_RUN_STATES))
+        done = sa.select(fires.schedule_id, fires.scheduled_time).where(
+            fires.update_time < before,
+            fires.scheduled_time
+            <= sa.select(schedules.c.fired_through)
+            .where(schedules.c.id == fires.schedule_id)
+            .scalar_subquery(),
+            sa.or_(
+                fires.state.in_(("skipped", "failed")),
+                sa.and_(fires.state == "started", fires.run_id.in_(terminal_runs)),
+            ),
+        )
+        with self.transaction() as tx:
+            result = tx.conn.execute(
+                schedule_fires.delete().where(
+                    sa.tuple_(fires.schedule_id, fires.scheduled_time).in_(done.limit(limit))
+                )
+            )
+        return int(result.rowcount or 0)
 
     def find_run_id(self, schedule_id: str, scheduled_time: datetime, attempt: int) -> str | None:
         """The run of one attempt of a fire, found by the runs' own (schedule, time) record."""

@@ -387,6 +387,24 @@ def test_a_capped_catch_up_is_visible_on_the_schedule(plane: Plane) -> None:
     assert "output only" in str(err.violations)
 
 
+def test_pruned_fire_records_still_keep_a_backfill_from_running_twice(plane: Plane) -> None:
+    plane.create()
+    for k in (1, 2):
+        plane.at(k * MIN)
+        plane.starter.finish(plane.starter.runs("s")[-1])
+    assert plane.scheduler.prune(T0 + timedelta(days=2)) == 2  # both replicas may prune
+    assert plane.scheduler.prune(T0 + timedelta(days=2)) == 0
+    assert plane.scheduler.schedules.fires("s") == []
+    response = plane.stub.BackfillSchedule(
+        pb.BackfillScheduleRequest(
+            name="schedules/s", start_time=stamp(T0), end_time=stamp(T0 + 2 * MIN)
+        )
+    )
+    assert times(response.existing) == [MIN, 2 * MIN]
+    assert list(response.runs) == []
+    assert len(plane.starter.runs("s")) == 2
+
+
 # --- refusals --------------------------------------------------------------------------------------
 def test_every_bad_schedule_is_refused_with_its_field(plane: Plane) -> None:
     def once(at: datetime) -> schedule_pb2.Schedule:

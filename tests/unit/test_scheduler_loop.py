@@ -431,6 +431,41 @@ def test_another_replica_takes_over_a_pending_fire_only_after_its_lease(env: Env
     assert env.times("s") == [60 * MIN]
 
 
+# --- retention of fire records ------------------------------------------------------------------
+def test_finished_fire_records_are_pruned_and_their_runs_still_count(env: Env) -> None:
+    env.scheduler.fire_retention = timedelta(hours=1)
+    env.scheduler.prune_interval = timedelta(minutes=30)
+    env.create("s")
+    env.create("skip", overlap=Overlap.OVERLAP_POLICY_SKIP)
+    for k in range(1, 6):
+        env.at(k * MIN)
+    for run in env.runs("s")[:4]:
+        env.starter.finish(run)  # the run of minute 5 and skip's first run go on
+    assert env.states("skip") == {MIN: "started"} | {k * MIN: "skipped" for k in range(2, 6)}
+    env.at(2 * timedelta(hours=1))  # prunes: the last prune was at the first pass
+    # Kept: fires whose run is not over, and fires younger than the retention.
+    assert env.states("s") == {5 * MIN: "started", 120 * MIN: "started"}
+    assert env.states("skip") == {MIN: "started", 120 * MIN: "skipped"}
+    assert env.times("s") == [k * MIN for k in (1, 2, 3, 4, 5, 120)]  # runs stay
+    # A backfill over the pruned range finds the runs: nothing runs twice.
+    response = env.service.BackfillSchedule(
+        pb.BackfillScheduleRequest(
+            name="schedules/s", start_time=_stamp(T0), end_time=_stamp(T0 + 5 * MIN)
+        ),
+        None,
+    )
+    assert [t.ToDatetime(tzinfo=UTC) - T0 for t in response.existing] == [
+        k * MIN for k in range(1, 6)
+    ]
+    assert list(response.runs) == []
+    assert len(env.runs("s")) == 6
+    # Not before prune_interval has passed again.
+    env.starter.finish(env.runs("s")[4])
+    env.at(130 * MIN)
+    assert 5 * MIN in env.states("s")
+    assert env.scheduler.prune(T0 + 130 * MIN) == 1
+
+
 # --- the adapter over the RunSupervisor ---------------------------------------------------------
 class RecordingSupervisor:
     """The RunSupervisor's two calls the scheduler uses, storing runs without Ray."""
