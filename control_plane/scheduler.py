@@ -206,8 +206,7 @@ class Scheduler:
         lease: How long a decided fire belongs to the process that decided it before
             another replica may start it.
         fire_retention: How long a finished fire's record is kept (then pruned, see
-            :meth:`ScheduleRepository.prune_fires`; its run stays). A TriggerSchedule
-            request_id is idempotent for this long.
+            :meth:`ScheduleRepository.prune_fires`; its run stays).
         prune_interval: How often a pass prunes fire records (passes happen anyway:
             pruning adds no wake-up).
     """

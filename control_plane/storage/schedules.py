@@ -264,13 +264,15 @@ class ScheduleRepository:
         passed it (the loop never decides about it again), and it is done: skipped, failed,
         or started with a run that is terminal (no retry can follow). Its run, if any, stays
         in ``runs``, whose unique (schedule, scheduled_time, attempt) index keeps the fire
-        from running twice, and which BackfillSchedule consults too. A TriggerSchedule
-        request_id is honoured for as long as its fire record is kept.
+        from running twice, and which BackfillSchedule consults too. Fires of a
+        TriggerSchedule call with a request_id are kept (they make a retried call
+        idempotent; people make them, so they are few).
         """
         fires = schedule_fires.c
         terminal_runs = sa.select(runs.c.id).where(runs.c.state.in_(TERMINAL_RUN_STATES))
         done = sa.select(fires.schedule_id, fires.scheduled_time).where(
             fires.update_time < before,
+            fires.request_id.is_(None),
             fires.scheduled_time
             <= sa.select(schedules.c.fired_through)
             .where(schedules.c.id == fires.schedule_id)

@@ -392,9 +392,15 @@ def test_pruned_fire_records_still_keep_a_backfill_from_running_twice(plane: Pla
     for k in (1, 2):
         plane.at(k * MIN)
         plane.starter.finish(plane.starter.runs("s")[-1])
+    plane.clock.set(T0 + 3 * MIN)
+    trigger = pb.TriggerScheduleRequest(name="schedules/s", request_id="once")
+    triggered = plane.stub.TriggerSchedule(trigger).run
+    plane.starter.finish(triggered)
     assert plane.scheduler.prune(T0 + timedelta(days=2)) == 2  # both replicas may prune
     assert plane.scheduler.prune(T0 + timedelta(days=2)) == 0
-    assert plane.scheduler.schedules.fires("s") == []
+    # A trigger's request_id stays idempotent: its fire record is kept.
+    assert [f.request_id for f in plane.scheduler.schedules.fires("s")] == ["once"]
+    assert plane.stub.TriggerSchedule(trigger).run.name == triggered.name
     response = plane.stub.BackfillSchedule(
         pb.BackfillScheduleRequest(
             name="schedules/s", start_time=stamp(T0), end_time=stamp(T0 + 2 * MIN)
@@ -402,7 +408,7 @@ def test_pruned_fire_records_still_keep_a_backfill_from_running_twice(plane: Pla
     )
     assert times(response.existing) == [MIN, 2 * MIN]
     assert list(response.runs) == []
-    assert len(plane.starter.runs("s")) == 2
+    assert len(plane.starter.runs("s")) == 3
 
 
 # --- refusals --------------------------------------------------------------------------------------
