@@ -2,7 +2,10 @@
 run can reuse it (RetryRun) instead of executing the node again.
 
 Layout: ``{root}/runs/{run_id}/nodes/{node_id}/output.{ext}``. The root is a local directory
-or any fsspec URL (``s3://``, ``gs://``, ``memory://``). The format follows the value:
+or any fsspec URL (``s3://``, ``gs://``, ``memory://``). An output whose JSON is at most
+:data:`INLINE_MAX_BYTES` (``None`` from a node that only orders others, a few numbers) is not
+written at all: its URI is an RFC 2397 ``data:`` URL holding the value, which fsspec reads
+like any other, so the run record carries it and small nodes cost no file. The format follows the value:
 pandas DataFrames as Parquet, numpy arrays as ``.npy`` (no pickle), JSON-able values as JSON,
 anything else (splits, fitted models) with cloudpickle. Pickles are only ever read back from
 these server-chosen paths and only after their SHA-256 matches the one recorded when they
@@ -15,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import urllib.parse
 from typing import Any
 
 import cloudpickle
@@ -25,6 +29,8 @@ import pandas as pd
 from ray_nodes.engine.types import ArtifactRef
 
 _JSON_TYPES = (type(None), bool, int, float, str)
+#: Outputs whose JSON is at most this long are kept in their URI (``data:``) instead of a file.
+INLINE_MAX_BYTES = 256
 
 
 class ArtifactIntegrityError(RuntimeError):
@@ -78,8 +84,11 @@ def _write(uri: str, data: bytes) -> None:
 def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
     """Write a node's output to the store and describe it."""
     data, ext, meta = _encode(value)
-    uri = output_uri(root, run_id, node_id, ext)
-    _write(uri, data)
+    if ext == "json" and len(data) <= INLINE_MAX_BYTES:
+        uri = "data:application/json," + urllib.parse.quote(data.decode(), safe="")
+    else:
+        uri = output_uri(root, run_id, node_id, ext)
+        _write(uri, data)
     return ArtifactRef(
         name="output",
         kind=kind,

@@ -1,8 +1,10 @@
 """The run supervisor: one detached asyncio actor per Ray cluster that drives every run.
 
-Each run is one call of :meth:`Supervisor.drive`, named ``run/{run_id}``; every node task it
-submits has that call as its parent task, so ``ray list tasks --filter
-parent_task_id=<id of run/{run_id}>`` (or the dashboard) shows a run's tasks. The actor is
+Each run is one call of :meth:`Supervisor.drive`, named ``run/{run_id}``, and each node task
+it submits is named ``{pipeline}/{node_id}``; a run's record keeps each node's Ray task id,
+which ``ray get tasks <id>`` (or the dashboard) resolves. (The node tasks cannot be children
+of ``run/{run_id}``: Ray gives every task an async actor submits the actor's creation task as
+parent; and a per-run ``runtime_env`` label would split Ray's worker pool by run.) The actor is
 created once and lives in Ray, not in the control plane: a run keeps going, and its events
 are kept, while the control plane is down. Events are held until the control plane
 acknowledges them (after it has stored them), so a restarted control plane loses none.
@@ -164,18 +166,8 @@ class Supervisor:
         run = self._runs.get(run_id)
         node = run.nodes.get(node_id) if run else None
         if run is None or node is None or node.state in TERMINAL_NODE_STATES:
-            return
-        node.state, node.attempt, node.started_at = "RUNNING", attempt, at
-        await self._emit(
-            run,
-            kind="node",
-            node_id=node_id,
-            state="RUNNING",
-            attempt=attempt,
-            ray_task_id=task_id,
-            start_time=at,
-            message=f"node {node_id} running (attempt {attempt})",
-        )
+            return  # late: the node's end already reported its RUNNING state change
+        await self._running(run, node, attempt, at, task_id)
 
     async def node_progress(
         self, run_id: str, node_id: str, attempt: int, metrics: dict[str, float], message: str
@@ -303,6 +295,7 @@ class Supervisor:
             else:
                 await self._fail(run, node, e)
             return
+        await self._running(run, node, info["attempt"], info["start_time"], info["ray_task_id"])
         node.state = "SUCCEEDED"
         await self._emit(
             run,
@@ -336,7 +329,29 @@ class Supervisor:
                     )
                 )
 
+    async def _running(
+        self, run: _Run, node: _Node, attempt: int, start_time: float, task_id: str
+    ) -> None:
+        """The RUNNING state change of an attempt that ended before it reported one (see
+        :mod:`ray_nodes.engine.task`), so that watchers see every state change."""
+        if node.state == "RUNNING" and node.attempt >= attempt:
+            return  # reported already (or a late report of an earlier attempt)
+        node.state, node.attempt, node.started_at = "RUNNING", attempt, start_time
+        await self._emit(
+            run,
+            kind="node",
+            node_id=node.plan.node_id,
+            state="RUNNING",
+            attempt=attempt,
+            ray_task_id=task_id,
+            start_time=start_time,
+            message=f"node {node.plan.node_id} running (attempt {attempt})",
+        )
+
     async def _fail(self, run: _Run, node: _Node, exc: BaseException) -> None:
+        cause = exc.cause if isinstance(exc, RayTaskError) else exc
+        if isinstance(cause, NodeError) and cause.attempt and cause.start_time:
+            await self._running(run, node, cause.attempt, cause.start_time, "")
         failure = node.failure = _failure(node.plan.node_id, exc)
         node.state = "FAILED"
         await self._emit(

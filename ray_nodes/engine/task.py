@@ -4,10 +4,18 @@ and persistence of the output.
 The task returns two objects: the output, which downstream tasks take as an argument (it
 stays in Ray's object store, zero-copy for numpy/Arrow-backed data, and never passes through
 the supervisor or the control plane), and a small info dict the supervisor waits on.
+
+A node tells the supervisor it is running only once it has run for
+:data:`STARTED_REPORT_DELAY_S`, or at once for a retry: most nodes of a wide or long graph
+take milliseconds, and an actor call each would cost more than the node. A node that ends
+before the report carries its start time in its result (or in its :class:`NodeError`), and
+the supervisor emits the RUNNING state change then, just before the final one, so watchers
+still see every state change with its real time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -24,6 +32,9 @@ from ray_nodes.engine.types import ArtifactRef, NodeResult
 from ray_nodes.node import NodeContext
 
 SUPERVISOR_NAME = "raypipe-supervisor"
+#: A node that runs longer than this reports RUNNING while it runs; shorter ones report it
+#: with their result.
+STARTED_REPORT_DELAY_S = 0.05
 _supervisor: Any = None
 
 
@@ -112,6 +123,49 @@ class _PeakRss:
             return cls.peak
 
 
+class _StartedReport:
+    """Sends one node attempt's RUNNING report after a delay, unless the attempt ends first.
+
+    A worker runs one task at a time, so one slot and one daemon thread per worker suffice
+    (a thread per task would cost as much as the report it saves).
+    """
+
+    _cond = threading.Condition()
+    _thread: threading.Thread | None = None
+    _due: float = 0.0
+    _send: Any = None
+
+    @classmethod
+    def arm(cls, send: Any, delay: float) -> None:
+        with cls._cond:
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._loop, daemon=True)
+                cls._thread.start()
+            cls._send, cls._due = send, time.monotonic() + delay
+            cls._cond.notify()
+
+    @classmethod
+    def disarm(cls) -> None:
+        """Cancel the pending report (if it has not gone yet)."""
+        with cls._cond:
+            cls._send = None
+
+    @classmethod
+    def _loop(cls) -> None:
+        while True:
+            with cls._cond:
+                while cls._send is None:
+                    cls._cond.wait()
+                wait = cls._due - time.monotonic()
+                if wait > 0:
+                    cls._cond.wait(wait)
+                    continue  # re-check: disarmed or re-armed meanwhile
+                send, cls._send = cls._send, None
+            # A supervisor that is gone cannot be told; the task's result will say it all.
+            with contextlib.suppress(Exception):
+                send()
+
+
 def _retryable(plan: NodePlan, exc: BaseException) -> bool:
     if plan.retry_on:
         names = {cls.__name__ for cls in type(exc).__mro__}
@@ -127,13 +181,18 @@ def _backoff(plan: NodePlan, attempt: int) -> float:
 
 class NodeError(Exception):
     """A node's failure as it crosses Ray: the original type name, message and traceback, so
-    the record keeps them even when the exception class does not unpickle elsewhere."""
+    the record keeps them even when the exception class does not unpickle elsewhere; and the
+    failed attempt with its start time."""
 
-    def __init__(self, type_name: str, message: str, tb: str) -> None:
-        super().__init__(type_name, message, tb)
+    def __init__(
+        self, type_name: str, message: str, tb: str, attempt: int = 0, start_time: float = 0.0
+    ) -> None:
+        super().__init__(type_name, message, tb, attempt, start_time)
         self.type_name = type_name
         self.message = message
         self.tb = tb
+        self.attempt = attempt
+        self.start_time = start_time
 
     def __str__(self) -> str:
         return f"{self.type_name}: {self.message}"
@@ -156,7 +215,12 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
     while True:
         attempt += 1
         started = time.time()
-        supervisor.node_started.remote(plan.run_id, plan.node_id, attempt, task_id, started)
+
+        def started_report(a: int = attempt, at: float = started) -> None:
+            supervisor.node_started.remote(plan.run_id, plan.node_id, a, task_id, at)
+
+        # A retry is news at once; a first attempt only once it is not over in a blink.
+        _StartedReport.arm(started_report, STARTED_REPORT_DELAY_S if attempt == 1 else 0.0)
 
         def report(metrics: Mapping[str, float], message: str, a: int = attempt) -> None:
             supervisor.node_progress.remote(plan.run_id, plan.node_id, a, dict(metrics), message)
@@ -179,6 +243,7 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         try:
             result = node_type().run(ctx, list(inputs))
         except Exception as exc:
+            _StartedReport.disarm()
             if attempt <= plan.max_retries and _retryable(plan, exc):
                 delay = _backoff(plan, attempt)
                 supervisor.node_progress.remote(
@@ -192,8 +257,16 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
                 continue
             kind = type(exc)
             raise NodeError(
-                f"{kind.__module__}.{kind.__qualname__}", str(exc), traceback.format_exc()
+                f"{kind.__module__}.{kind.__qualname__}",
+                str(exc),
+                traceback.format_exc(),
+                attempt,
+                started,
             ) from None
+        except BaseException:  # cancelled (KeyboardInterrupt): the supervisor knows
+            _StartedReport.disarm()
+            raise
+        _StartedReport.disarm()
         peak = _PeakRss.read()
         break
     ended = time.time()

@@ -440,3 +440,58 @@ def test_list_runs_filters(run_api: Api) -> None:
     assert (
         newest_first[0].create_time.ToNanoseconds() >= newest_first[1].create_time.ToNanoseconds()
     )
+
+
+def test_fast_nodes_still_report_every_state_change(run_api: Api) -> None:
+    """Nodes over in milliseconds report RUNNING with their result (no actor call of their
+    own): watchers still see RUNNING, with its real start time, before the final state."""
+    spec = _failing_spec(pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT, slow=0)
+    register(run_api, "fast", spec)
+    run = start(run_api, "fast")
+    stream = _events(run_api, run.name)
+    assert stream[-1].run.state == RunState.STATE_FAILED
+    changes: dict[str, list[run_pb2.RunEvent]] = {}
+    for response in stream:
+        if response.event.type == run_pb2.RunEvent.TYPE_NODE_STATE_CHANGED:
+            changes.setdefault(response.event.node_id, []).append(response.event)
+    seen = {n: [NodeState.Name(e.node_state) for e in evs] for n, evs in changes.items()}
+    assert seen["root"] == ["STATE_RUNNING", "STATE_SUCCEEDED"]
+    assert seen["slow"] == ["STATE_RUNNING", "STATE_SUCCEEDED"]
+    assert seen["bad"] == ["STATE_RUNNING", "STATE_FAILED"], "a fast failure too"
+    assert seen["after_bad"] == ["STATE_SKIPPED"], "never ran, never RUNNING"
+    final = {n.node_id: n for n in stream[-1].run.nodes}
+    for node_id in ("root", "slow", "bad"):
+        node = final[node_id]
+        assert node.attempt == 1
+        assert 0 < node.start_time.ToNanoseconds() <= node.end_time.ToNanoseconds(), node_id
+    assert final["root"].ray_task_id
+    # a noop's output (null) lives in its URI, not in a file
+    (output,) = [a for a in final["root"].artifacts if a.name == "output"]
+    assert output.uri == "data:application/json,null"
+
+
+def test_run_tasks_are_visible_in_the_ray_state_api(run_api: Api) -> None:
+    """`ray list tasks`: each node is a task named {pipeline}/{node}; the run's record holds
+    each node's Ray task id, and the run's own driving call is the task `run/{run_id}`."""
+    from ray.util.state import list_tasks
+
+    register(run_api, "visible", chain(3))
+    run = start(run_api, "visible")
+    final = wait(run_api, run.name)
+    assert final.state == RunState.STATE_SUCCEEDED
+    run_id = run.name.removeprefix("runs/")
+    recorded = {n.ray_task_id: f"visible/{n.node_id}" for n in final.nodes}
+    deadline = time.monotonic() + 30  # task events reach the State API about once a second
+    listed: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for name in (*recorded.values(), f"run/{run_id}"):
+            for task in list_tasks(filters=[("name", "=", name)], raise_on_missing_output=False):
+                listed[task.task_id] = task.name
+        if all(listed.get(task_id) == name for task_id, name in recorded.items()) and (
+            f"run/{run_id}" in listed.values()
+        ):
+            break
+        time.sleep(0.5)
+    for task_id, name in recorded.items():
+        assert listed.get(task_id) == name, (name, task_id, listed)
+    assert f"run/{run_id}" in listed.values()
