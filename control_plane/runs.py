@@ -19,8 +19,9 @@ from google.protobuf import json_format, struct_pb2
 
 from control_plane.errors import NotFoundError
 from control_plane.storage.repository import NewRun, Repository, RunChange
+from control_plane.tracking import NullTracker, Tracker
 from ray_nodes.engine import ArtifactRef, EngineEvent, RayEngine, RunSubmission
-from raypipe.v1 import node_type_pb2, run_pb2
+from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
 log = logging.getLogger("raypipe.runs")
 
@@ -276,8 +277,10 @@ class RunSupervisor:
         artifact_root: str,
         data_roots: tuple[str, ...],
         poll_timeout: float = 1.0,
+        tracker: Tracker | None = None,
     ) -> None:
         self._repo = repository
+        self.tracker: Tracker = tracker or NullTracker()
         self._engine = engine
         self.artifact_root = artifact_root
         self.data_roots = data_roots
@@ -295,11 +298,13 @@ class RunSupervisor:
         previous process died: ``rebuild`` recreates its submission (submitting is idempotent).
         Any other active run the engine does not know was lost with the cluster.
         """
+        self.tracker.start(self._store_tracking)
         known = set(self._engine.known_runs())
         for run_id in self._repo.active_run_ids():
             cursor = self._repo.engine_cursor(run_id)
             if run_id in known:
                 self._cursors[run_id] = cursor
+                self._track(self._resume_tracking, run_id)
                 continue
             submission = rebuild(run_id) if cursor == 0 else None
             if submission is not None:
@@ -313,6 +318,7 @@ class RunSupervisor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self._poll_timeout + 5)
+        self.tracker.close()
 
     def launch(
         self,
@@ -328,6 +334,9 @@ class RunSupervisor:
         stored, created = self._repo.create_run(new)
         if not created:
             return stored
+        self._track(
+            self.tracker.run_started, stored, pipeline_spec_pb2.PipelineSpec.FromString(spec)
+        )
         submission = build_submission(
             stored, spec, artifact_root=self.artifact_root, data_roots=self.data_roots, reuse=reuse
         )
@@ -372,6 +381,7 @@ class RunSupervisor:
             run_id, RunChange(state=state, end_time=now, error=error, events=[event])
         )
         self.notifier.notify([run_id])
+        self._track(self.tracker.run_finished, run)
         return run
 
     def submit(self, submission: RunSubmission) -> None:
@@ -430,6 +440,32 @@ class RunSupervisor:
                 self._cursors.pop(run_id, None)
             else:
                 self._cursors[run_id] = last
+        self.notifier.notify([run_id])
+        self._track(self.tracker.events, stored, events)
+        if change.state in TERMINAL_RUN_STATES:
+            self._track(self.tracker.run_finished, stored)
+
+    # -- experiment tracking: hooks that never block and never fail the run ----------------------
+
+    def _track(self, hook: Callable[..., None], *args: object) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("experiment tracking hook %s failed", getattr(hook, "__name__", hook))
+
+    def _resume_tracking(self, run_id: str) -> None:
+        run = self._repo.get_run(run_id)
+        if not run.tracking.run_id:
+            return
+        pipeline_id, _, number = run.pipeline_version.removeprefix("pipelines/").partition(
+            "/versions/"
+        )
+        version = self._repo.get_version(pipeline_id, int(number))
+        self.tracker.run_resumed(run, version.spec)
+
+    def _store_tracking(self, run_id: str, info: run_pb2.TrackingInfo) -> None:
+        """Save what the tracker recorded (its MLflow run id, URL, problems) on the run."""
+        self._repo.record(run_id, RunChange(tracking=info))
         self.notifier.notify([run_id])
 
     def wait_idle(self, timeout: float = 10.0) -> bool:

@@ -60,6 +60,11 @@ class ServerConfig:
         enable_runs: Serve RunService (needs Ray). Off, the server only manages pipelines.
         stop_ray_on_exit: Stop the local Ray head this server started when it stops (runs
             in flight end with it). Off by default, so runs outlive the server.
+        tracking_uri: The MLflow tracking URI every run is recorded to (docs/tracking.md);
+            empty means no tracking. ``raypipe serve`` defaults it to
+            :func:`~control_plane.tracking.default_tracking_uri` (SQLite in ``data_dir``).
+        tracking_retry_for: How long the tracker retries one record while the tracking store
+            fails before it writes the problem on the run, in seconds.
     """
 
     data_dir: Path
@@ -72,6 +77,8 @@ class ServerConfig:
     artifact_root: str = ""
     enable_runs: bool = True
     stop_ray_on_exit: bool = False
+    tracking_uri: str = ""
+    tracking_retry_for: float = 300.0
 
     @property
     def database_url(self) -> str:
@@ -141,6 +148,7 @@ class ControlPlane:
         # Imported here so that a server without runs never imports Ray.
         from control_plane.runs import RunSupervisor, rebuild_submission
         from control_plane.services.run_service import RunService
+        from control_plane.tracking import open_tracker
         from ray_nodes.cluster import ensure_local_head
         from ray_nodes.engine import RayEngine
 
@@ -153,8 +161,13 @@ class ControlPlane:
         self.engine.start()
         self.ray_address = address
         data_roots = tuple(str(p) for p in cfg.data_roots) or (str(Path.cwd()),)
+        tracker = open_tracker(cfg.tracking_uri, cfg.data_dir, retry_for=cfg.tracking_retry_for)
         self.supervisor = RunSupervisor(
-            repo, self.engine, artifact_root=cfg.artifact_location, data_roots=data_roots
+            repo,
+            self.engine,
+            artifact_root=cfg.artifact_location,
+            data_roots=data_roots,
+            tracker=tracker,
         )
         self.supervisor.start(
             lambda run_id: rebuild_submission(

@@ -106,6 +106,10 @@ class ValidatedSpec:
     inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
 
+#: The longest MLflow experiment name a spec may give (tracking.experiment).
+MAX_EXPERIMENT_NAME = 256
+
+
 def validate_spec(
     spec: pipeline_spec_pb2.PipelineSpec,
     registry: NodeRegistry,
@@ -211,6 +215,7 @@ class _SpecChecker:
                 "FAILURE_POLICY_FAIL_FAST or FAILURE_POLICY_CONTINUE_INDEPENDENT",
             )
         self.check_parameters()
+        self.check_tracking(spec.tracking)
         first_index: dict[str, int] = {}
         for i, node in enumerate(spec.nodes):
             first_index.setdefault(node.id, i)
@@ -220,6 +225,19 @@ class _SpecChecker:
         self.check_graph(graph_nodes, first_index)
 
     # -- spec-level ----------------------------------------------------------------------------
+
+    def check_tracking(self, tracking: pipeline_spec_pb2.TrackingPolicy) -> None:
+        """The MLflow experiment name, when given, is short and has no outer spaces."""
+        name = tracking.experiment
+        if not name:
+            return
+        where = f"{self.prefix}.tracking.experiment"
+        if len(name) > MAX_EXPERIMENT_NAME:
+            self.add(where, f"is {len(name)} characters long; at most {MAX_EXPERIMENT_NAME}")
+        if name != name.strip():
+            self.add(where, "must not start or end with whitespace")
+        if tracking.disabled:
+            self.add(where, "names an experiment while tracking.disabled is true")
 
     def check_parameters(self) -> None:
         where = f"{self.prefix}.parameters"

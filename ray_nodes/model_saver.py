@@ -185,6 +185,9 @@ class ModelSaverNode(NodeType):
             absolute paths and symlinks out of the root are refused. Default
             ``models/<pipeline>/<run id>/<node id>``.
         format (string): one of the model's backend's formats; default its native one.
+        register_as (string): where the server records runs in MLflow (docs/tracking.md),
+            also register the logged model in the MLflow model registry under this name
+            (a new version per run). The node itself does nothing with it.
 
     Input: a model. Output: nothing; where the model went is in the node's artifacts
     (``model`` and ``manifest``, with URI, size and SHA-256) and notes.
@@ -207,6 +210,13 @@ class ModelSaverNode(NodeType):
                 "description": "Directory under the artifact root.",
             },
             "format": {"type": "string", "description": "A format of the model's backend."},
+            "register_as": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "pattern": "^\\S(.*\\S)?$",
+                "description": "MLflow registered model name for the logged model.",
+            },
         },
         "additionalProperties": False,
     }

@@ -112,6 +112,9 @@ def run_from_row(row: Any, node_blobs: Iterable[bytes]) -> run_pb2.Run:
     _set_time(run.scheduled_time, row.scheduled_time)
     if row.error is not None:
         run.error.MergeFromString(row.error)
+    tracking = getattr(row, "tracking", None)  # absent from the rows create_run builds
+    if tracking is not None:
+        run.tracking.MergeFromString(tracking)
     # A run may have thousands of nodes and is re-read after every change the engine records.
     # Framing the stored records as repeated field 9 lets protobuf's C parser build them all
     # in one call instead of one Python-level parse and copy per node.

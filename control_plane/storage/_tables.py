@@ -142,6 +142,9 @@ runs = sa.Table(
     sa.Column("start_time", UtcDateTime, nullable=True),
     sa.Column("end_time", UtcDateTime, nullable=True),
     sa.Column("update_time", UtcDateTime, nullable=False),
+    # TrackingInfo.SerializeToString() (the run's MLflow record), NULL until the tracker has
+    # recorded something (migration 0003).
+    sa.Column("tracking", sa.LargeBinary, nullable=True),
     # The last engine event folded into the record; a restarted control plane resumes after it.
     sa.Column("engine_cursor", sa.BigInteger, nullable=False),
     # The sequence number the run's next event gets (events count from 1 without gaps).

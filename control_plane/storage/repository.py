@@ -68,6 +68,8 @@ class RunChange:
     events: Sequence[run_pb2.RunEvent] = ()
     engine_cursor: int | None = None
     labels: dict[str, str] | None = None
+    #: Replaces the run's TrackingInfo whole (the experiment tracker's record of the run).
+    tracking: run_pb2.TrackingInfo | None = None
 
 
 @dataclass(frozen=True)

@@ -478,6 +478,8 @@ class SqlRepository:
             values["error"] = change.error.SerializeToString() or None
         if change.labels is not None:
             values["labels"] = dict(change.labels)
+        if change.tracking is not None:
+            values["tracking"] = change.tracking.SerializeToString() or None
         if change.engine_cursor is not None:
             values["engine_cursor"] = change.engine_cursor
         if change.events:

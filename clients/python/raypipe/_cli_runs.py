@@ -345,6 +345,7 @@ def runs_get(state: CliState, run: str, output: str | None) -> None:
                 ("retry of", r.retry_of),
                 ("schedule", r.schedule),
                 ("error", _error_text(r.error)),
+                *_tracking_rows(r.tracking),
             ]
         )
         progress = Progress(r, node_types_of(client, r))
@@ -399,6 +400,19 @@ def runs_watch(state: CliState, run: str, output: str | None) -> None:
 
 def _value_text(value: Any) -> str:
     return json_format.MessageToJson(value, indent=None)
+
+
+def _tracking_rows(tracking: run_pb2.TrackingInfo) -> list[tuple[str, str]]:
+    """The run's MLflow record, for ``runs get`` (nothing when tracking is off)."""
+    if not (tracking.run_id or tracking.problem):
+        return []
+    return [
+        ("mlflow run", tracking.run_id or "(not created yet)"),
+        ("mlflow url", tracking.url),
+        ("mlflow models", ", ".join(tracking.model_uris)),
+        ("registered", ", ".join(tracking.registered_models)),
+        ("tracking problem", tracking.problem),
+    ]
 
 
 def _error_text(error: run_pb2.ExecutionError) -> str:

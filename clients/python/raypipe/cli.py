@@ -85,6 +85,18 @@ def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
     help="Stop the local Ray head this server started when it exits (default: leave it, so "
     "runs outlive the server).",
 )
+@click.option(
+    "--mlflow-tracking-uri",
+    default="",
+    metavar="URI",
+    help="MLflow tracking URI every run is recorded to: a tracking server's URL or a database "
+    "URI (default: SQLite in --data-dir, sqlite:///DATA_DIR/mlflow.db). See docs/tracking.md.",
+)
+@click.option(
+    "--no-mlflow-tracking",
+    is_flag=True,
+    help="Record no run in MLflow (a pipeline can also switch it off: tracking.disabled).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     host: str,
@@ -94,6 +106,8 @@ def serve(
     data_roots: tuple[Path, ...],
     ray_address: str,
     stop_ray_on_exit: bool,
+    mlflow_tracking_uri: str,
+    no_mlflow_tracking: bool,
     log_level: str,
 ) -> None:
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
@@ -106,6 +120,9 @@ def serve(
         stream=sys.stderr,
     )
     roots = tuple(p.resolve() for p in data_roots) or (Path.cwd(),)
+    tracking_uri = ""
+    if not no_mlflow_tracking:
+        tracking_uri = mlflow_tracking_uri or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
     run_server(
         ServerConfig(
             data_dir=data_dir.resolve(),
@@ -115,6 +132,7 @@ def serve(
             data_roots=roots,
             ray_address=ray_address,
             stop_ray_on_exit=stop_ray_on_exit,
+            tracking_uri=tracking_uri,
         )
     )
 
