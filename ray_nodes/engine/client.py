@@ -61,7 +61,7 @@ class RayEngine:
 
         The run is registered first (one short round trip), so a poll that follows at once
         already knows it. The driving call is named ``run/{run_id}`` so the dashboard and the
-        State API show it, with every node task of the run as its child.
+        State API show it.
         """
         ray.get(self._supervisor.register.remote(submission), timeout=60)
         self._supervisor.drive.options(name=f"run/{submission.run_id}").remote(submission.run_id)

@@ -39,6 +39,8 @@ CANCEL_GRACE_S = 2.0
 #: At most this many unacknowledged progress events are kept per run; older ones are
 #: coalesced away (state events are always kept).
 MAX_PROGRESS_EVENTS = 1000
+#: How long a poll that had to wait gathers further events before it replies.
+POLL_COALESCE_S = 0.005
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
@@ -122,26 +124,41 @@ class Supervisor:
         self, cursors: Mapping[str, int], timeout_s: float
     ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
         """Events after each cursor, waiting up to ``timeout_s`` for the first. Returns early
-        (possibly empty) when a new run is submitted, so a caller can start following it."""
+        (possibly empty) when a new run is submitted, so a caller can start following it.
+
+        Events that arrive while the caller waits are gathered for :data:`POLL_COALESCE_S`
+        before the call returns: a burst of node events (a wide fan-out finishing) becomes
+        one reply rather than one round trip each.
+        """
         deadline = time.monotonic() + timeout_s
+        waited = False
         async with self._changed:
             known = len(self._runs)
             while True:
-                found: dict[str, list[EngineEvent]] = {}
-                unknown = [r for r in cursors if r not in self._runs]
-                for run_id, cursor in cursors.items():
-                    run = self._runs.get(run_id)
-                    if run is not None:
-                        new = [e for e in run.events if e.seq > cursor]
-                        if new:
-                            found[run_id] = new
+                found, unknown = self._collect(cursors)
                 remaining = deadline - time.monotonic()
                 if found or unknown or remaining <= 0 or len(self._runs) != known:
-                    return found, unknown
+                    break
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     return {}, []
+                waited = True
+        if waited and found and not unknown:
+            await asyncio.sleep(POLL_COALESCE_S)
+            found, unknown = self._collect(cursors)
+        return found, unknown
+
+    def _collect(
+        self, cursors: Mapping[str, int]
+    ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
+        found: dict[str, list[EngineEvent]] = {}
+        unknown = [r for r in cursors if r not in self._runs]
+        for run_id, cursor in cursors.items():
+            run = self._runs.get(run_id)
+            if run is not None and run.events and run.events[-1].seq > cursor:
+                found[run_id] = [e for e in run.events if e.seq > cursor]
+        return found, unknown
 
     async def ack(self, run_id: str, seq: int) -> None:
         run = self._runs.get(run_id)
