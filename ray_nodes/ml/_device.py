@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Placement", "ray_gpu_ids", "resolve_placement"]
+__all__ = ["Placement", "device_report", "ray_gpu_ids", "resolve_placement"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,23 @@ def resolve_placement(accelerator: str, devices: Any) -> Placement:
     if _cuda_available():
         return Placement("cuda", _indices(devices), "CUDA is available (not in Ray)")
     return Placement("cpu", 1, "no CUDA device")
+
+
+def device_report(placement: Placement) -> dict[str, Any]:
+    """Where a fit ran, as plain values: the device (and its name on CUDA), why it was
+    chosen, ``CUDA_VISIBLE_DEVICES`` and the GPU ids Ray assigned (None outside Ray)."""
+    import torch
+
+    report: dict[str, Any] = {
+        "device": placement.torch_device,
+        "reason": placement.reason,
+        "torch_cuda_available": bool(torch.cuda.is_available()),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "ray_gpu_ids": ray_gpu_ids(),
+    }
+    if placement.accelerator == "cuda":
+        report["device_name"] = torch.cuda.get_device_name(torch.device(placement.torch_device))
+    return report
 
 
 def _cuda_version() -> str:

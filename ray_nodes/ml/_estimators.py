@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ray_nodes.ml._device import resolve_placement
+from ray_nodes.ml._device import device_report, resolve_placement
 from ray_nodes.ml._net import TabularNet
 from ray_nodes.ml._params import DEFAULTS, param_problems
 from ray_nodes.ml._training import EpochRecord, TrainSettings, train
@@ -142,9 +142,8 @@ class TabularEstimator(BaseEstimator):
                 )
         finally:
             torch.set_num_threads(previous_threads)
-        self.device_ = str(next(net.parameters()).device)
-        self.accelerator_ = placement.accelerator
-        self.placement_reason_ = placement.reason
+        self.device_ = module.trained_on
+        self.device_info_ = device_report(placement)
         self.history_ = [
             {"epoch": float(r.epoch), "train_loss": r.train_loss}
             | ({} if r.val_loss is None else {"val_loss": r.val_loss})
@@ -216,6 +215,8 @@ class LightningClassifier(ClassifierMixin, TabularEstimator):
         history_: Per epoch: ``epoch``, ``train_loss`` and (with validation) ``val_loss``.
         n_epochs_: Epochs trained. best_epoch_: The epoch whose weights were kept.
         device_: The device the parameters were trained on (``cpu``, ``cuda:0``).
+        device_info_: Where the fit ran: ``device``, ``device_name`` (CUDA), ``reason``,
+            ``cuda_visible_devices``, ``ray_gpu_ids`` (None outside Ray).
     """
 
     _task: ClassVar[str] = "classification"
@@ -251,8 +252,8 @@ class LightningRegressor(RegressorMixin, TabularEstimator):
     mean squared errors in units of the target's variance.
 
     Attributes:
-        n_features_in_, model_, history_, n_epochs_, best_epoch_, device_: as for the
-            classifier.
+        n_features_in_, model_, history_, n_epochs_, best_epoch_, device_, device_info_: as
+            for the classifier.
         y_mean_, y_scale_: The standardization of the target.
     """
 

@@ -59,6 +59,7 @@ def _config(estimator: TabularEstimator) -> dict[str, Any]:
         "n_epochs": int(estimator.n_epochs_),
         "best_epoch": int(estimator.best_epoch_),
         "device": estimator.device_,
+        "device_info": estimator.device_info_,
     }
     if isinstance(estimator, LightningClassifier):
         config["classes"] = _json_labels(estimator.classes_)
@@ -106,6 +107,7 @@ def load_estimator(path: Path | str) -> TabularEstimator:
     estimator.n_epochs_ = int(config.get("n_epochs", 0))
     estimator.best_epoch_ = int(config.get("best_epoch", 0))
     estimator.device_ = str(config.get("device", "cpu"))
+    estimator.device_info_ = dict(config.get("device_info") or {})
     if isinstance(estimator, LightningClassifier):
         estimator.classes_ = np.asarray(config["classes"])
     if isinstance(estimator, LightningRegressor):

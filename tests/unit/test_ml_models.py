@@ -55,7 +55,7 @@ def test_breast_cancer_accuracy(cancer: tuple[Any, ...], cancer_model: Lightning
     assert list(cancer_model.classes_) == [0, 1]
     assert cancer_model.n_features_in_ == 30
     assert list(cancer_model.feature_names_in_) == list(X_test.columns)
-    assert cancer_model.device_ == "cpu"
+    assert cancer_model.device_ == ("cuda:0" if torch.cuda.is_available() else "cpu")
     proba = cancer_model.predict_proba(X_test)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
