@@ -106,7 +106,19 @@ def run_tags(run: run_pb2.Run) -> dict[str, str]:
     return tags
 
 
+def _plain(value: Any) -> Any:
+    """Whole floats as ints (protobuf's Value keeps every number as a double)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _param_value(value: Any) -> str:
+    value = _plain(value)
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text if len(text) <= MAX_PARAM_VALUE else text[: MAX_PARAM_VALUE - 3] + "..."
 
@@ -168,9 +180,10 @@ def metrics_of(
 ) -> list[Metric]:
     """The metrics a batch of engine events reports.
 
-    A progress event's values are a training curve: their step is the event's ``epoch`` value
-    when it has one, else a counter per node and metric (kept in ``steps`` across batches).
-    A node's final values (with its terminal state change) are logged at step 0.
+    A progress event's values are a training curve, ``{node_id}.progress.{name}``: their step
+    is the event's ``epoch`` value when it has one, else a counter per node and metric (kept
+    in ``steps`` across batches). A node's final values (with its terminal state change) are
+    ``{node_id}.{name}`` at step 0.
     """
     steps = {} if steps is None else steps
     out: list[Metric] = []
@@ -186,7 +199,7 @@ def metrics_of(
                 counter = (ev.node_id, name)
                 step = int(epoch) if epoch is not None else steps.get(counter, 0)
                 steps[counter] = step + 1
-                out.append(Metric(metric_key(ev.node_id, name), value, ms, step))
+                out.append(Metric(metric_key(ev.node_id, f"progress.{name}"), value, ms, step))
         else:
             out.extend(
                 Metric(metric_key(ev.node_id, name), value, ms)

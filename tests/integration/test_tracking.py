@@ -1,0 +1,250 @@
+"""MLflow tracking through the real control plane, Ray and a real MLflow store.
+
+A run of a tabular pipeline becomes an MLflow run with its tags, parameters, metrics (the
+evaluator's scores, the lightning trainer's per-epoch curve with its steps) and the models,
+logged with their flavours (xgboost and pytorch); the xgboost model loaded through
+``mlflow.pyfunc`` predicts what the native model saved by ``model_saver`` predicts, and is
+registered. A failed run is mirrored as FAILED; a pipeline can switch tracking off; a tracking
+server that is down when the run starts does not fail the run, which is recorded once the
+server is up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from google.protobuf import json_format, struct_pb2
+from sklearn.datasets import load_breast_cancer
+
+from control_plane.server import ControlPlane, ServerConfig
+from control_plane.tracking import default_tracking_uri
+from ray_nodes.model_saver import load_model
+from raypipe.v1 import pipeline_spec_pb2, run_pb2
+from raypipe.v1 import run_service_pb2 as rpb
+from tests.integration.conftest import Api
+from tests.integration.test_runs import register, start, wait
+
+T = TypeVar("T")
+RunState = run_pb2.Run.State
+MAX_EPOCHS = 3
+
+
+def until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy (deadline, never elapsed-time asserts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _plane(tmp_path: Path, ray_head: Any, tracking_uri: str) -> ControlPlane:
+    return ControlPlane(
+        ServerConfig(
+            data_dir=tmp_path / "data",
+            port=0,
+            ray_address=ray_head.address,
+            data_roots=(tmp_path,),
+            tracking_uri=tracking_uri,
+            tracking_retry_for=180.0,
+        )
+    )
+
+
+@pytest.fixture
+def tracked(tmp_path: Path, ray_head: Any) -> Iterator[tuple[ControlPlane, Api]]:
+    """A control plane recording to the default SQLite MLflow store in its data directory."""
+    plane = _plane(tmp_path, ray_head, default_tracking_uri(tmp_path / "data"))
+    plane.start()
+    api = Api.connect(f"127.0.0.1:{plane.port}")
+    yield plane, api
+    api.channel.close()
+    plane.stop(grace=1)
+
+
+def _spec(**tracking: Any) -> pipeline_spec_pb2.PipelineSpec:
+    nn = {"hidden_layer_sizes": [8], "max_epochs": MAX_EPOCHS, "patience": MAX_EPOCHS}
+    nodes: list[dict[str, Any]] = [
+        {"id": "load", "type": "data_loader", "params": {"path": "cancer.csv"}},
+        {"id": "split", "type": "train_test_split", "depends_on": ["load"],
+         "params": {"target": "target", "test_size": 0.25, "random_state": 0, "stratify": True}},
+        {"id": "scale", "type": "feature_scaler", "depends_on": ["split"]},
+        {"id": "train", "type": "model_trainer", "depends_on": ["scale"],
+         "params": {"backend": "xgboost", "task": "classification", "random_state": 0,
+                    "hyperparameters": {"n_estimators": 20,
+                                        "max_depth": "{{ parameters.max_depth }}"}}},
+        {"id": "net", "type": "model_trainer", "depends_on": ["scale"],
+         "params": {"backend": "lightning", "task": "classification", "random_state": 0,
+                    "hyperparameters": nn}},
+        {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "scale"]},
+        {"id": "save", "type": "model_saver", "depends_on": ["train"],
+         "params": {"path": "models/xgb", "register_as": "cancer-xgb"}},
+        {"id": "save_net", "type": "model_saver", "depends_on": ["net"],
+         "params": {"path": "models/net"}},
+    ]  # fmt: skip
+    spec = {"nodes": nodes, "parameters": {"max_depth": 3}, "tracking": tracking}
+    return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+
+
+def _noop_spec(**tracking: Any) -> pipeline_spec_pb2.PipelineSpec:
+    spec = {"nodes": [{"id": "a", "type": "noop"}], "tracking": tracking}
+    return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+
+
+def _recorded(api: Api, name: str, models: int = 0) -> Callable[[], run_pb2.Run | None]:
+    def check() -> run_pb2.Run | None:
+        run = api.runs.GetRun(rpb.GetRunRequest(name=name)).run
+        done = run.tracking.run_id and len(run.tracking.model_uris) >= models
+        return run if done else None
+
+    return check
+
+
+def _terminated(client: Any, run_id: str) -> Callable[[], Any]:
+    def check() -> Any:
+        found = client.get_run(run_id)
+        return found if found.info.status != "RUNNING" else None
+
+    return check
+
+
+def test_run_recorded_with_params_metrics_and_models(
+    tracked: tuple[ControlPlane, Api], tmp_path: Path
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    _, api = tracked
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.to_csv(tmp_path / "cancer.csv", index=False)
+    register(api, "cancer", _spec())
+    run = start(api, "cancer", parameters={"max_depth": struct_pb2.Value(number_value=2)})
+    final = wait(api, run.name, timeout=240)
+    assert final.state == RunState.STATE_SUCCEEDED, final.error.message
+
+    recorded = until(_recorded(api, run.name, models=2), 180, "both models in MLflow")
+    info = recorded.tracking
+    assert not info.problem, info.problem
+    assert info.url == f"runs:/{info.run_id}"
+    assert info.tracking_uri == default_tracking_uri(tmp_path / "data")
+    assert info.registered_models == ["cancer-xgb/1"]
+    client = MlflowClient(info.tracking_uri)
+    mlrun = until(_terminated(client, info.run_id), 60, "the MLflow run's final status")
+    assert mlrun.info.status == "FINISHED"
+    assert client.get_experiment(info.experiment_id).name == "cancer"
+
+    tags = mlrun.data.tags
+    assert tags["raypipe.run"] == run.name
+    assert tags["raypipe.pipeline_version"] == "pipelines/cancer/versions/1"
+    params = mlrun.data.params
+    assert params["parameters.max_depth"] == "2"
+    assert params["train.hyperparameters.max_depth"] == "2"  # the template, resolved
+    assert params["train.backend"] == "xgboost"
+    assert params["save.register_as"] == "cancer-xgb"
+    metrics = mlrun.data.metrics
+    evaluate = {n.node_id: n for n in final.nodes}["evaluate"].metrics
+    assert metrics["evaluate.accuracy"] == pytest.approx(evaluate["accuracy"])
+    assert "train.duration_seconds" in metrics
+    curve = client.get_metric_history(info.run_id, "net.progress.train_loss")
+    assert sorted(m.step for m in curve) == list(range(1, len(curve) + 1))
+    assert 1 <= len(curve) <= MAX_EPOCHS
+
+    # The xgboost model through mlflow.pyfunc predicts what the native saved model predicts.
+    native = load_model(tmp_path / "data" / "artifacts" / "models" / "xgb")
+    rows = frame.drop(columns=["target"]).sample(40, random_state=1).reset_index(drop=True)
+    scaled = native.scaler.transform(rows) if native.scaler is not None else rows
+    mlflow.set_tracking_uri(info.tracking_uri)
+    xgb_uri = next(u for u in info.model_uris if u.endswith("/save"))
+    served = mlflow.pyfunc.load_model(xgb_uri)
+    assert served.metadata.signature is not None
+    assert served.metadata.saved_input_example_info is not None
+    assert "xgboost" in served.metadata.flavors
+    got = np.asarray(served.predict(native.features(scaled)))
+    np.testing.assert_array_equal(got, native.predict(scaled))
+    version = client.get_model_version("cancer-xgb", "1")
+    assert version.run_id == info.run_id
+
+    net_uri = next(u for u in info.model_uris if u.endswith("/save_net"))
+    net = mlflow.pyfunc.load_model(net_uri)
+    assert "pytorch" in net.metadata.flavors
+    logits = np.asarray(net.predict(native.features(scaled).to_numpy(dtype=np.float32)))
+    assert logits.shape[0] == len(rows)
+
+
+def test_failed_run_mirrored_and_tracking_switched_off(
+    tracked: tuple[ControlPlane, Api],
+) -> None:
+    from mlflow import MlflowClient
+
+    plane, api = tracked
+    failing = {"nodes": [{"id": "load", "type": "data_loader", "params": {"path": "none.csv"}}]}
+    register(api, "broken", json_format.ParseDict(failing, pipeline_spec_pb2.PipelineSpec()))
+    register(api, "quiet", _noop_spec(disabled=True))
+    failed = wait(api, start(api, "broken").name)
+    assert failed.state == RunState.STATE_FAILED
+    quiet = wait(api, start(api, "quiet").name)
+    assert quiet.state == RunState.STATE_SUCCEEDED
+
+    info = until(_recorded(api, failed.name), 60, "the failed run in MLflow").tracking
+    client = MlflowClient(info.tracking_uri)
+    mlrun = until(_terminated(client, info.run_id), 60, "the MLflow run's final status")
+    assert mlrun.info.status == "FAILED"
+    assert plane.supervisor is not None
+    assert plane.supervisor.tracker.flush(30)  # type: ignore[attr-defined]
+    assert not api.runs.GetRun(rpb.GetRunRequest(name=quiet.name)).run.HasField("tracking")
+    assert client.get_experiment_by_name("quiet") is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_tracking_server_does_not_fail_the_run(tmp_path: Path, ray_head: Any) -> None:
+    from mlflow import MlflowClient
+
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    plane = _plane(tmp_path, ray_head, uri)
+    plane.start()
+    api = Api.connect(f"127.0.0.1:{plane.port}")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        register(api, "offline", _noop_spec())
+        run = wait(api, start(api, "offline").name)
+        assert run.state == RunState.STATE_SUCCEEDED  # the store is down: the run is not
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        server = subprocess.Popen(
+            [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+             "--artifacts-destination", str(tmp_path / "server-artifacts")],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the workers stop with it
+        )  # fmt: skip
+        info = until(_recorded(api, run.name), 150, "the run in MLflow once it is up").tracking
+        assert info.url == f"{uri}/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+        client = MlflowClient(uri)
+        mlrun = until(_terminated(client, info.run_id), 60, "the MLflow run's final status")
+        assert mlrun.info.status == "FINISHED"
+        assert mlrun.data.tags["raypipe.run"] == run.name
+        assert not api.runs.GetRun(rpb.GetRunRequest(name=run.name)).run.tracking.problem
+    finally:
+        api.channel.close()
+        plane.stop(grace=1)
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
