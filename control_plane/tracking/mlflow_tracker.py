@@ -110,6 +110,7 @@ class MlflowTracker:
         self._ops: deque[_Op] = deque()
         self._models: dict[Any, tuple[str, ModelJob]] = {}  # ObjectRef -> (run id, job)
         self._cond = threading.Condition()
+        self._busy = False  # an op is being sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlflow-tracker", daemon=True)
 
@@ -164,8 +165,7 @@ class MlflowTracker:
     def close(self, timeout: float = 5.0) -> None:
         """Give pending records up to ``timeout`` seconds, then stop the thread."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            self._cond.wait_for(lambda: not self._ops and not self._models, timeout)
+        self.flush(timeout)
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
@@ -175,7 +175,10 @@ class MlflowTracker:
     def flush(self, timeout: float) -> bool:
         """For tests: wait until nothing is waiting to be recorded."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._ops and not self._models, timeout)
+            return self._cond.wait_for(self._idle, timeout)
+
+    def _idle(self) -> bool:
+        return not self._ops and not self._models and not self._busy
 
     # -- buffering ----------------------------------------------------------------------------
 
@@ -210,6 +213,7 @@ class MlflowTracker:
                     self._cond.wait(0.2 if self._models else 1.0)
                     continue
                 op = self._ops.popleft()
+                self._busy = True
             record = self._runs.get(op.run_id)
             if record is not None and not record.broken:
                 self._run_op(op, record)
@@ -217,6 +221,7 @@ class MlflowTracker:
                 with self._cond:
                     self._runs.pop(op.run_id, None)
             with self._cond:
+                self._busy = False
                 self._cond.notify_all()
 
     def _run_op(self, op: _Op, record: _RunRecord) -> None:
