@@ -12,6 +12,7 @@ server is up.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,10 +203,26 @@ def test_failed_run_mirrored_and_tracking_switched_off(
     client = MlflowClient(info.tracking_uri)
     mlrun = until(_terminated(client, info.run_id), 60, "the MLflow run's final status")
     assert mlrun.info.status == "FAILED"
+    shown = _cli(plane, "runs", "get", failed.name)
+    assert re.search(rf"mlflow run\s+{info.run_id}\n", shown)
+    assert re.search(rf"mlflow url\s+runs:/{info.run_id}\n", shown)
     assert plane.supervisor is not None
     assert plane.supervisor.tracker.flush(30)  # type: ignore[attr-defined]
     assert not api.runs.GetRun(rpb.GetRunRequest(name=quiet.name)).run.HasField("tracking")
     assert client.get_experiment_by_name("quiet") is None
+
+
+def _cli(plane: ControlPlane, *args: str) -> str:
+    """What ``raypipe`` prints for ``args`` against ``plane`` (wide, so rows stay whole)."""
+    from click.testing import CliRunner
+
+    from raypipe.cli import main
+
+    result = CliRunner().invoke(
+        main, ["--address", f"127.0.0.1:{plane.port}", *args], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def _free_port() -> int:
