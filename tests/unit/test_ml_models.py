@@ -264,3 +264,18 @@ def test_validating_a_spec_imports_neither_torch_nor_lightning() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_names() -> None:
+    import ray_nodes.ml as ml
+
+    assert set(ml.__all__) == {
+        "LightningClassifier",
+        "LightningRegressor",
+        "TabularNet",
+        "load_estimator",
+        "save_estimator",
+    }
+    assert all(callable(getattr(ml, name)) for name in ml.__all__)
+    with pytest.raises(AttributeError):
+        _ = ml.Nothing  # type: ignore[attr-defined]
