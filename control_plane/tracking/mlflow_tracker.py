@@ -47,6 +47,8 @@ log = logging.getLogger("raypipe.tracking")
 #: MLflow's limits per log_batch call.
 _BATCH_METRICS = 1000
 _BATCH_PARAMS = 100
+#: Run.tracking.problem is cut here: later problems are in the log only.
+_MAX_PROBLEM = 2000
 
 
 def default_tracking_uri(data_dir: Path) -> str:
@@ -246,8 +248,13 @@ class MlflowTracker:
         record = self._runs.get(run_id)
         if record is None:
             return
-        if message not in record.info.problem:
-            record.info.problem = "; ".join(p for p in (record.info.problem, message) if p)
+        problem = record.info.problem
+        if message in problem or len(problem) >= _MAX_PROBLEM:
+            return
+        problem = "; ".join(p for p in (problem, message) if p)
+        if len(problem) > _MAX_PROBLEM:
+            problem = problem[: _MAX_PROBLEM - 3] + "..."
+        record.info.problem = problem
         self._save(record)
 
     def _save(self, record: _RunRecord) -> None:
