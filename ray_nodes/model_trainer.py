@@ -37,7 +37,7 @@ class ModelTrainerNode(NodeType):
 
     Parameters:
         backend (required): ``xgboost``, ``lightgbm``, ``catboost`` or ``sklearn`` (and
-            ``lightning`` once installed). Each backend's documentation lists what it does
+            ``lightning``). Each backend's documentation lists what it does
             with the hyperparameters.
         task (``classification`` | ``regression``, required).
         estimator (string): for ``sklearn`` (and only there, where it is required): the

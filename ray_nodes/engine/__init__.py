@@ -6,7 +6,8 @@ The control plane uses :class:`RayEngine`; node types may return :class:`NodeRes
 
 from __future__ import annotations
 
-from ray_nodes.engine.client import RayEngine
+from typing import TYPE_CHECKING, Any
+
 from ray_nodes.engine.types import (
     ArtifactRef,
     EngineEvent,
@@ -15,6 +16,9 @@ from ray_nodes.engine.types import (
     PollResult,
     RunSubmission,
 )
+
+if TYPE_CHECKING:
+    from ray_nodes.engine.client import RayEngine
 
 __all__ = [
     "ArtifactRef",
@@ -25,3 +29,13 @@ __all__ = [
     "RayEngine",
     "RunSubmission",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine's client (with the supervisor, the compiler and the API messages) loads on
+    # first use: node types import this package for NodeResult and must stay light.
+    if name == "RayEngine":
+        from ray_nodes.engine.client import RayEngine
+
+        return RayEngine
+    raise AttributeError(f"module 'ray_nodes.engine' has no attribute {name!r}")
