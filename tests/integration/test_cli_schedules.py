@@ -13,13 +13,14 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 
 import grpc
 import pytest
 import yaml
 
 from control_plane.scheduler import Scheduler
-from control_plane.scheduling import SystemClock
+from control_plane.scheduling import Clock, FakeClock, SystemClock
 from control_plane.services.pipeline_service import PipelineService
 from control_plane.services.schedule_service import ScheduleService
 from control_plane.storage.schedules import ScheduleRepository
@@ -42,10 +43,11 @@ def rfc3339(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture(name="cli")
-def schedules_cli_fixture(db_url: str) -> Iterator[Cli]:
+@contextmanager
+def serving(db_url: str, clock: Clock) -> Iterator[tuple[Cli, Scheduler]]:
+    """The server on ``db_url`` with pipeline ``demo`` applied; its scheduler runs a pass only
+    when the test calls ``run_once``."""
     repo = open_repository(db_url)
-    clock = SystemClock()
     schedules = ScheduleRepository.of(repo)
     scheduler = Scheduler(schedules, FakeStarter(repo, clock), clock)  # its loop never starts
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -57,11 +59,19 @@ def schedules_cli_fixture(db_url: str) -> Iterator[Cli]:
     )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    cli = Cli(f"127.0.0.1:{port}")
-    assert cli(f"apply {NOOP_EXAMPLE} --pipeline demo").exit_code == 0
-    yield cli
-    server.stop(0).wait()
-    repo.close()
+    try:
+        cli = Cli(f"127.0.0.1:{port}")
+        assert cli(f"apply {NOOP_EXAMPLE} --pipeline demo").exit_code == 0
+        yield cli, scheduler
+    finally:
+        server.stop(0).wait()
+        repo.close()
+
+
+@pytest.fixture(name="cli")
+def schedules_cli_fixture(db_url: str) -> Iterator[Cli]:
+    with serving(db_url, SystemClock()) as (cli, _):
+        yield cli
 
 
 def squeezed(text: str) -> list[str]:
@@ -130,6 +140,32 @@ def test_create_list_and_get_in_every_format(cli: Cli) -> None:
     as_json = json.loads(ok(cli, "schedules get schedules/nightly -o json"))
     assert as_json["retry"] == {"max_retries": 2, "initial_backoff": "10s"}
     assert as_json["display_name"] == "Nightly"
+
+
+def test_get_shows_a_capped_catch_up(db_url: str) -> None:
+    t0 = dt.datetime(2026, 6, 1, 8, 0, tzinfo=dt.UTC)
+    clock = FakeClock(t0)
+    with serving(db_url, clock) as (cli, scheduler):
+        for schedule_id, window in (("big", "3h"), ("small", "1h")):
+            ok(
+                cli,
+                f"schedules create demo --id {schedule_id} --cron '* * * * *' "
+                f"--catchup-policy all --catchup-window {window} --overlap-policy skip",
+            )
+        assert not any(
+            line.startswith("catch-up note") for line in squeezed(ok(cli, "schedules get big"))
+        )
+        clock.set(t0 + dt.timedelta(hours=3))  # down for three hours: 180 missed fires
+        scheduler.run_once()
+        got = squeezed(ok(cli, "schedules get big"))
+        notes = [line for line in got if line.startswith("catch-up note ")]
+        assert len(notes) == 1, got
+        assert "catch-up capped at 100 runs; 80 older missed fires were skipped" in notes[0]
+        assert json.loads(ok(cli, "schedules get big -o json"))["catchup_note"] in notes[0]
+        # 60 fires in the hour's window: under the cap, no note
+        assert not any(
+            line.startswith("catch-up note") for line in squeezed(ok(cli, "schedules get small"))
+        )
 
 
 def test_update_pause_resume_and_delete(cli: Cli) -> None:

@@ -317,6 +317,7 @@ def schedule_details(s: schedule_pb2.Schedule) -> RenderableType:
                 "catch-up window",
                 _duration_text(s.catchup_window) if s.HasField("catchup_window") else "",
             ),
+            ("catch-up note", s.catchup_note),
             ("jitter", _duration_text(s.jitter) if s.HasField("jitter") else ""),
             ("retry", _retry_text(s.retry)),
             ("next fire", when(s.next_fire_time)),
