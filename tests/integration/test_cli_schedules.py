@@ -1,6 +1,6 @@
 """``raypipe schedules …`` through a real gRPC server on SQLite and PostgreSQL: every command
 in every output format, the errors with their fields and exit codes; ``trigger --watch`` on
-Ray.
+Ray, and ``runs list --schedule``.
 
 The server of most tests serves the real PipelineService and ScheduleService; its runs are
 started by the scheduler tests' FakeStarter (stored PENDING in the real database, no Ray) and
@@ -286,7 +286,7 @@ def test_bad_input_names_the_field_with_its_exit_code(cli: Cli) -> None:
     refused("schedules backfill s --start x --end y", EXIT_USAGE, "--start")
 
 
-def test_trigger_watch_runs_on_ray(run_cli: Cli) -> None:
+def test_trigger_watch_on_ray_then_runs_list_by_schedule(run_cli: Cli) -> None:
     assert run_cli(f"apply {NOOP_EXAMPLE} --pipeline sched-demo").exit_code == 0
     ok(run_cli, "schedules create sched-demo --id yearly --cron '0 0 1 1 *' -p pause=0.05")
     watched = run_cli("schedules trigger yearly --watch")
@@ -295,3 +295,16 @@ def test_trigger_watch_runs_on_ray(run_cli: Cli) -> None:
     runs = json.loads(ok(run_cli, "runs list --pipeline sched-demo -o json"))
     assert [r["schedule"] for r in runs] == ["schedules/yearly"]
     assert runs[0]["parameters"] == {"pause": 0.05}
+
+    # runs list --schedule: only the runs the schedule started, with the other filters too
+    assert run_cli("run sched-demo -p pause=0.05 --watch").exit_code == 0  # not scheduled
+    assert len(json.loads(ok(run_cli, "runs list --pipeline sched-demo -o json"))) == 2
+    scheduled = json.loads(ok(run_cli, "runs list --schedule yearly -o json"))
+    assert [r["name"] for r in scheduled] == [runs[0]["name"]]
+    both = "runs list --schedule schedules/yearly --pipeline sched-demo --version 1"
+    assert json.loads(ok(run_cli, f"{both} --state succeeded -o json")) == scheduled
+    assert json.loads(ok(run_cli, f"{both} --state failed -o json")) == []
+    assert json.loads(ok(run_cli, "runs list --schedule ghost -o json")) == []
+    table = ok(run_cli, "runs list --schedule yearly").splitlines()
+    assert len(table) == 2
+    assert table[1].split()[:2] == [runs[0]["name"].removeprefix("runs/"), "sched-demo"]

@@ -274,6 +274,7 @@ def runs() -> None:
     ),
     help="Only runs in this state; repeatable.",
 )
+@click.option("--schedule", default=None, metavar="ID", help="Only runs started by this schedule.")
 @click.option("--limit", default=50, show_default=True, help="Show at most this many; 0: all.")
 @output_option
 @pass_state
@@ -282,10 +283,11 @@ def runs_list(
     pipeline: str | None,
     version: str | None,
     states: tuple[str, ...],
+    schedule: str | None,
     limit: int,
     output: str | None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first; the options narrow the list, and all of them must hold."""
     if version is not None and pipeline is None and not version.startswith("pipelines/"):
         raise click.BadParameter("give --pipeline with a version number", param_hint="--version")
     items: list[run_pb2.Run] = []
@@ -293,6 +295,7 @@ def runs_list(
         pipeline=pipeline,
         version=_version(pipeline or "", version),
         states=states,
+        schedule=schedule or "",
         page_size=min(limit, 1000) if limit else 0,
     )
     for item in listing:
