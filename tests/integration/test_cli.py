@@ -281,7 +281,7 @@ def test_help_documents_exit_codes(cli: Cli) -> None:
     result = cli("--help")
     assert result.exit_code == 0
     assert "Exit codes:" in result.stdout
-    assert "3  not found" in result.stdout
+    assert "3  not found (no such pipeline, version, run or schedule)" in result.stdout
 
 
 # --- runs (need Ray) ------------------------------------------------------------------------

@@ -49,7 +49,7 @@ Exit codes:
   0  success
   1  any other error
   2  usage error (a bad option or argument)
-  3  not found (no such pipeline, version or run)
+  3  not found (no such pipeline, version, run or schedule)
   4  invalid argument (a bad spec, file or value; each problem is printed)
   5  failed precondition (e.g. a pipeline still in use, a run that ended)
   6  control plane unavailable or too slow (check --address)

@@ -2,8 +2,8 @@
 talks to one through the SDK (``--address`` or ``RAYPIPE_ADDRESS``).
 
 Commands live in ``_cli_pipelines`` (apply, validate, node-types, rollback, pipelines,
-versions), ``_cli_runs`` (run, runs) and ``_cli_graph`` (graph); output formats, error
-reporting and exit codes in ``_cli_common``.
+versions), ``_cli_runs`` (run, runs), ``_cli_schedules`` (schedules) and ``_cli_graph``
+(graph); output formats, error reporting and exit codes in ``_cli_common``.
 """
 
 from __future__ import annotations
