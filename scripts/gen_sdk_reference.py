@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 
 import raypipe
 
+# What a sentinel default (a bare ``object()``) means, by its name in the SDK's module; its
+# repr (``<object object at 0x…>``) would change the page on every run.
+SENTINELS = {"_KEEP": "unchanged", "_UNSET": "not given"}
+
+
+class _Shown:
+    """A default as the page shows it: ``<unchanged>``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<{self.text}>"
+
+
+def _sentinel(obj: object, default: object) -> _Shown | None:
+    """How to show ``default`` if it is a bare ``object()`` sentinel of ``obj``'s module."""
+    if type(default) is not object:
+        return None
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    for name, value in vars(module).items() if module else ():
+        if value is default:
+            return _Shown(SENTINELS.get(name, name.strip("_").lower()))
+    return _Shown("sentinel")
+
 
 def _signature(obj: object) -> str:
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        sig = inspect.signature(obj)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
+    params = []
+    for p in sig.parameters.values():
+        shown = _sentinel(obj, p.default)
+        params.append(p if shown is None else p.replace(default=shown))
+    return str(sig.replace(parameters=params))
 
 
 def main() -> None:
