@@ -287,7 +287,10 @@ def runs_list(
     limit: int,
     output: str | None,
 ) -> None:
-    """List runs, newest first; the options narrow the list, and all of them must hold."""
+    """List runs, newest first.
+
+    The options narrow the list; given together, a run must match every one of them.
+    """
     if version is not None and pipeline is None and not version.startswith("pipelines/"):
         raise click.BadParameter("give --pipeline with a version number", param_hint="--version")
     items: list[run_pb2.Run] = []
