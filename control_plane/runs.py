@@ -9,6 +9,7 @@ across a restart: a restarted control plane resumes each active run from its sto
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 
 from google.protobuf import json_format, struct_pb2
 
+from control_plane.caching import cache_keys, cached_outputs
 from control_plane.errors import NotFoundError
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
@@ -206,9 +208,15 @@ def rebuild_submission(
         version = repo.get_version(pipeline_id, int(number))
     except NotFoundError:
         return None  # the pipeline was force-deleted meanwhile: the run cannot start
-    reuse = (
-        reusable_outputs(repo.get_run(run.retry_of.removeprefix("runs/"))) if run.retry_of else {}
-    )
+    keys = {n.node_id: n.cache_key for n in run.nodes if n.cache_key}
+    reuse = {
+        **cached_outputs(repo, keys, run_id=run_id),
+        **(
+            reusable_outputs(repo.get_run(run.retry_of.removeprefix("runs/")))
+            if run.retry_of
+            else {}
+        ),
+    }
     return build_submission(
         run,
         version.spec.SerializeToString(),
@@ -331,12 +339,14 @@ class RunSupervisor:
         A ``request_id`` (or a (schedule, scheduled_time)) seen before returns the stored run
         without submitting it again. If Ray cannot take the run it is recorded FAILED.
         """
-        stored, created = self._repo.create_run(new)
+        spec_message = pipeline_spec_pb2.PipelineSpec.FromString(spec)
+        keys = cache_keys(spec_message, new.parameters, run_id=new.run_id)
+        stored, created = self._repo.create_run(dataclasses.replace(new, cache_keys=keys))
         if not created:
             return stored
-        self._track(
-            self.tracker.run_started, stored, pipeline_spec_pb2.PipelineSpec.FromString(spec)
-        )
+        self._track(self.tracker.run_started, stored, spec_message)
+        # A retry's own reuse (the nodes that succeeded in the run it retries) comes first.
+        reuse = {**cached_outputs(self._repo, keys, run_id=new.run_id), **(reuse or {})}
         submission = build_submission(
             stored, spec, artifact_root=self.artifact_root, data_roots=self.data_roots, reuse=reuse
         )

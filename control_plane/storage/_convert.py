@@ -184,8 +184,12 @@ def new_run_rows(
             "node_id": node_id,
             "state": pending_node,
             "data": run_pb2.NodeExecution(
-                node_id=node_id, state=pending_node, attempt=0
+                node_id=node_id,
+                state=pending_node,
+                attempt=0,
+                cache_key=new.cache_keys.get(node_id, ""),
             ).SerializeToString(),
+            "cache_key": new.cache_keys.get(node_id) or None,
         }
         for position, node_id in enumerate(new.node_ids)
     ]

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,27 @@ def create_engines(url: sa.URL) -> Engines:
     )
 
 
+def _enable_wal(cursor: Any, wait_s: float = 30.0) -> None:
+    """Switch a connection's database to WAL (a no-op once it is: the mode is persistent).
+
+    The first switch of a new file needs it to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, while another connection (a second server
+    starting on the same file) holds it: wait for the other connection as the busy timeout
+    would.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     database = url.database or ""
     if (
@@ -89,7 +112,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         try:
             # First, so that the journal_mode switch waits for other processes too.
             cursor.execute("PRAGMA busy_timeout = 30000")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             # FULL makes every commit durable when it returns, against a process crash
             # (kill -9) and power loss alike. NORMAL in WAL mode survives a process crash but
             # may lose the last commits on power loss. Control-plane writes are few and small,

@@ -184,7 +184,10 @@ node_executions = sa.Table(
     sa.Column("state", sa.Integer, nullable=False),
     # NodeExecution.SerializeToString(); node_id and state above are copies for queries.
     sa.Column("data", sa.LargeBinary, nullable=False),
+    # NodeExecution.cache_key, copied for the cross-run cache lookup; NULL when not cached.
+    sa.Column("cache_key", sa.String(64), nullable=True),
     sa.UniqueConstraint("run_id", "node_id"),
+    sa.Index("ix_node_executions_cache_key", "cache_key"),
 )
 
 run_events = sa.Table(

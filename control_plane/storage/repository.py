@@ -9,7 +9,7 @@ the control plane's :mod:`control_plane.errors` (``NotFoundError``, ``AlreadyExi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -87,6 +87,8 @@ class NewRun:
     schedule: str = ""
     scheduled_time: datetime | None = None
     retry_of: str = ""
+    #: node id -> NodeExecution.cache_key, for the nodes whose CachePolicy is enabled.
+    cache_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 class Repository(Protocol):
@@ -166,4 +168,11 @@ class Repository(Protocol):
 
     def active_run_ids(self) -> list[str]:
         """Ids of runs that are not terminal (PENDING, RUNNING, CANCELLING), oldest first."""
+        ...
+
+    def find_cached_nodes(
+        self, cache_keys: Collection[str], *, exclude_run_id: str = ""
+    ) -> dict[str, tuple[str, run_pb2.NodeExecution]]:
+        """cache key -> (run id, node record) of the newest SUCCEEDED or CACHED node execution
+        with that key (in any run but ``exclude_run_id``); keys with none are left out."""
         ...

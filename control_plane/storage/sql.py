@@ -9,7 +9,7 @@ snapshot read, or a write that holds its locks until commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -61,6 +61,12 @@ from control_plane.storage.repository import LabelTerm, NewRun, Page, RunChange,
 from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
 
 __all__ = ["SqlRepository", "normalize_url", "open_repository"]
+
+#: Node states whose output a later run may reuse through the cross-run cache.
+CACHE_SOURCE_STATES = (
+    run_pb2.NodeExecution.STATE_SUCCEEDED,
+    run_pb2.NodeExecution.STATE_CACHED,
+)
 
 
 def open_repository(url: str) -> SqlRepository:
@@ -555,6 +561,29 @@ class SqlRepository:
                     .order_by(runs.c.create_time, runs.c.id)
                 ).scalars()
             )
+
+    def find_cached_nodes(
+        self, cache_keys: Collection[str], *, exclude_run_id: str = ""
+    ) -> dict[str, tuple[str, run_pb2.NodeExecution]]:
+        keys = sorted(set(cache_keys))
+        if not keys:
+            return {}
+        query = (
+            sa.select(node_executions.c.cache_key, node_executions.c.run_id, node_executions.c.data)
+            .join(runs, runs.c.id == node_executions.c.run_id)
+            .where(
+                node_executions.c.cache_key.in_(keys),
+                node_executions.c.state.in_(CACHE_SOURCE_STATES),
+                node_executions.c.run_id != exclude_run_id,
+            )
+            .order_by(runs.c.create_time.desc(), runs.c.id.desc())
+        )
+        found: dict[str, tuple[str, run_pb2.NodeExecution]] = {}
+        with self._read(self._single) as conn:
+            for key, run_id, data in conn.execute(query):
+                if key not in found:
+                    found[key] = (run_id, run_pb2.NodeExecution.FromString(data))
+        return found
 
     # --- internals -----------------------------------------------------------------------------
     @contextmanager

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import grpc
 
@@ -495,3 +496,54 @@ def test_run_tasks_are_visible_in_the_ray_state_api(run_api: Api) -> None:
     for task_id, name in recorded.items():
         assert listed.get(task_id) == name, (name, task_id, listed)
     assert f"run/{run_id}" in listed.values()
+
+
+def test_cache_reuses_the_output_of_an_equal_node_across_runs(run_api: Api, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n3,4\n")
+
+    def cached_spec(tick_version: str = "") -> Spec:
+        spec = Spec()
+        load = spec.nodes.add(id="load", type="data_loader")
+        load.params.update({"path": "data.csv"})
+        load.cache.enabled = True
+        tick = noop(spec, "tick", "load")
+        tick.cache.enabled = True
+        tick.cache.cache_version = tick_version
+        noop(spec, "after", "tick")
+        return spec
+
+    register(run_api, "cached", cached_spec())
+    first = wait(run_api, start(run_api, "cached").name)
+    assert states(first) == dict.fromkeys(("load", "tick", "after"), "STATE_SUCCEEDED")
+    keys = {n.node_id: n.cache_key for n in first.nodes}
+    assert keys["load"]
+    assert keys["tick"]
+    assert not keys["after"]
+
+    second = wait(run_api, start(run_api, "cached").name)
+    assert states(second) == {
+        "load": "STATE_CACHED",
+        "tick": "STATE_CACHED",
+        "after": "STATE_SUCCEEDED",
+    }
+    by_id = {n.node_id: n for n in second.nodes}
+    assert by_id["load"].cached_from == first.name
+    assert {n.node_id: n.cache_key for n in second.nodes} == keys
+    assert by_id["after"].metrics["rows_in"] == 2, "the reused output fed the next node"
+
+    # The stored output is gone: the node runs again rather than failing the run.
+    (output,) = [a for a in by_id["load"].artifacts if a.name == "output"]
+    Path(output.uri).unlink()
+    third = wait(run_api, start(run_api, "cached").name)
+    assert states(third)["load"] == "STATE_SUCCEEDED"
+    assert states(third)["tick"] == "STATE_CACHED"
+
+    # A new cache_version is a new key: that node (and what depends on it) runs again.
+    register(run_api, "cached", cached_spec("v2"))
+    fourth = wait(run_api, start(run_api, "cached").name)
+    assert states(fourth) == {
+        "load": "STATE_CACHED",
+        "tick": "STATE_SUCCEEDED",
+        "after": "STATE_SUCCEEDED",
+    }
+    assert {n.node_id: n.cached_from for n in fourth.nodes}["load"] == third.name
