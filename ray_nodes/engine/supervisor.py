@@ -40,7 +40,7 @@ CANCEL_GRACE_S = 2.0
 #: coalesced away (state events are always kept).
 MAX_PROGRESS_EVENTS = 1000
 #: How long a poll that had to wait gathers further events before it replies.
-POLL_COALESCE_S = 0.005
+POLL_COALESCE_S = 0.02
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
