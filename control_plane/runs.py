@@ -126,6 +126,8 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
             if ev.kind == "progress":
                 event.type = run_pb2.RunEvent.TYPE_NODE_PROGRESS
                 event.node_state = node.state
+                if ev.artifacts:  # an output stored after the node ended (for RetryRun)
+                    _add_artifacts(node, ev.artifacts)
             else:
                 _apply_node_event(node, ev)
                 event.type = run_pb2.RunEvent.TYPE_NODE_STATE_CHANGED
@@ -142,6 +144,15 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
         events=out,
         engine_cursor=events[-1].seq if events else None,
     )
+
+
+def _add_artifacts(node: run_pb2.NodeExecution, refs: Sequence[ArtifactRef]) -> None:
+    """Add artifacts to a node's record, replacing any of the same name."""
+    names = {r.name for r in refs}
+    kept = [a for a in node.artifacts if a.name not in names]
+    del node.artifacts[:]
+    node.artifacts.extend(kept)
+    node.artifacts.extend(artifact_message(r) for r in refs)
 
 
 def _apply_node_event(node: run_pb2.NodeExecution, ev: EngineEvent) -> None:
@@ -182,6 +193,7 @@ def build_submission(
     artifact_root: str,
     data_roots: tuple[str, ...],
     reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
+    keep_outputs: str = "on_failure",
 ) -> RunSubmission:
     """What the engine needs to execute a stored run."""
     run_id = run.name.removeprefix("runs/")
@@ -195,11 +207,17 @@ def build_submission(
         data_roots=data_roots,
         reuse=dict(reuse or {}),
         scheduled_time=run.scheduled_time.ToJsonString() if run.HasField("scheduled_time") else "",
+        keep_outputs=keep_outputs,
     )
 
 
 def rebuild_submission(
-    repo: Repository, run_id: str, *, artifact_root: str, data_roots: tuple[str, ...]
+    repo: Repository,
+    run_id: str,
+    *,
+    artifact_root: str,
+    data_roots: tuple[str, ...],
+    keep_outputs: str = "on_failure",
 ) -> RunSubmission | None:
     """The submission of a stored run (a retry's reuse comes from the run it retries)."""
     run = repo.get_run(run_id)
@@ -223,6 +241,7 @@ def rebuild_submission(
         artifact_root=artifact_root,
         data_roots=data_roots,
         reuse=reuse,
+        keep_outputs=keep_outputs,
     )
 
 
@@ -286,12 +305,14 @@ class RunSupervisor:
         data_roots: tuple[str, ...],
         poll_timeout: float = 1.0,
         tracker: Tracker | None = None,
+        keep_outputs: str = "on_failure",
     ) -> None:
         self._repo = repository
         self.tracker: Tracker = tracker or NullTracker()
         self._engine = engine
         self.artifact_root = artifact_root
         self.data_roots = data_roots
+        self.keep_outputs = keep_outputs
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
@@ -348,7 +369,12 @@ class RunSupervisor:
         # A retry's own reuse (the nodes that succeeded in the run it retries) comes first.
         reuse = {**cached_outputs(self._repo, keys, run_id=new.run_id), **(reuse or {})}
         submission = build_submission(
-            stored, spec, artifact_root=self.artifact_root, data_roots=self.data_roots, reuse=reuse
+            stored,
+            spec,
+            artifact_root=self.artifact_root,
+            data_roots=self.data_roots,
+            reuse=reuse,
+            keep_outputs=self.keep_outputs,
         )
         try:
             self.submit(submission)

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from control_plane.services.pipeline_service import PipelineService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
+from ray_nodes.engine.types import KEEP_OUTPUTS
 from ray_nodes.registry import NodeRegistry, default_registry
 from raypipe.v1 import (
     pipeline_service_pb2,
@@ -65,6 +66,9 @@ class ServerConfig:
             :func:`~control_plane.tracking.default_tracking_uri` (SQLite in ``data_dir``).
         tracking_retry_for: How long the tracker retries one record while the tracking store
             fails before it writes the problem on the run, in seconds.
+        keep_outputs: When node outputs go to the artifact store: ``on_failure`` (those of
+            the nodes that succeeded, once a run has failed or been cancelled, for RetryRun)
+            or ``always`` (every output as its node ends); see docs/runs.md.
     """
 
     data_dir: Path
@@ -79,6 +83,13 @@ class ServerConfig:
     stop_ray_on_exit: bool = False
     tracking_uri: str = ""
     tracking_retry_for: float = 300.0
+    keep_outputs: str = "on_failure"
+
+    def __post_init__(self) -> None:
+        if self.keep_outputs not in KEEP_OUTPUTS:
+            raise ValueError(
+                f"keep_outputs must be one of {', '.join(KEEP_OUTPUTS)}, not {self.keep_outputs!r}"
+            )
 
     @property
     def database_url(self) -> str:
@@ -168,10 +179,15 @@ class ControlPlane:
             artifact_root=cfg.artifact_location,
             data_roots=data_roots,
             tracker=tracker,
+            keep_outputs=cfg.keep_outputs,
         )
         self.supervisor.start(
             lambda run_id: rebuild_submission(
-                repo, run_id, artifact_root=cfg.artifact_location, data_roots=data_roots
+                repo,
+                run_id,
+                artifact_root=cfg.artifact_location,
+                data_roots=data_roots,
+                keep_outputs=cfg.keep_outputs,
             )
         )
         run_service_pb2_grpc.add_RunServiceServicer_to_server(

@@ -245,6 +245,8 @@ class TrainedModel:
             mapped back to labels here.
         scaler: The scaler applied to the features before training, for saving with it.
         library_version: The version of the library that fitted it.
+        input_example: A few rows of the features it was trained on, as JSON-able records
+            (column -> value), for model registries that store an input example.
     """
 
     backend: str
@@ -259,6 +261,7 @@ class TrainedModel:
     label_encoded: bool = False
     scaler: FittedScaler | None = None
     library_version: str = ""
+    input_example: tuple[dict[str, Any], ...] = ()
 
     def features(self, X: pd.DataFrame) -> pd.DataFrame:
         """The model's feature columns of ``X``, in training order.

@@ -117,6 +117,7 @@ def save_model(
         "hyperparameters": dict(model.hyperparameters),
         "random_state": model.random_state,
         "scaler": None if model.scaler is None else model.scaler.to_dict(),
+        "input_example": list(model.input_example),
         "created_time": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }
@@ -162,6 +163,7 @@ def load_model(directory: Path | str) -> TrainedModel:
         label_encoded=bool(manifest.get("label_encoded")),
         scaler=None if scaler is None else FittedScaler.from_dict(scaler),
         library_version=manifest.get("library_version", ""),
+        input_example=tuple(manifest.get("input_example") or ()),
     )
 
 

@@ -14,7 +14,10 @@ from ray_nodes.data import TASKS, Split, TrainedModel, expect_input, json_scalar
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem, ResourceDefaults
 from ray_nodes.trainers import TrainContext, backend_names, get_backend
 
-__all__ = ["ModelTrainerNode", "encode_labels"]
+__all__ = ["INPUT_EXAMPLE_ROWS", "ModelTrainerNode", "encode_labels"]
+
+#: Rows of the training features a trained model keeps as its input example.
+INPUT_EXAMPLE_ROWS = 5
 
 
 def encode_labels(y: pd.Series, needs_indices: bool) -> tuple[tuple[Any, ...], pd.Series, bool]:
@@ -164,6 +167,10 @@ class ModelTrainerNode(NodeType):
             label_encoded=label_encoded,
             scaler=split.scaler,
             library_version=backend.library_version(),
+            input_example=tuple(
+                {str(k): json_scalar(v) for k, v in row.items()}
+                for row in X.head(INPUT_EXAMPLE_ROWS).to_dict("records")
+            ),
         )
         metrics = {
             "train_seconds": seconds,

@@ -64,7 +64,9 @@ def _example(job: ModelJob, model: Any) -> Any:
         frame = getattr(split, "X_test", None)
         if isinstance(frame, pd.DataFrame) and len(frame):
             return model.features(frame.head(EXAMPLE_ROWS)).reset_index(drop=True)
-    # No split to take rows from: one row of zeros over the features the manifest names.
+    if model.input_example:  # the rows the trainer kept (the split was not stored)
+        return pd.DataFrame(list(model.input_example), columns=list(model.feature_names))
+    # A model saved before trainers kept rows: one row of zeros over its features.
     return pd.DataFrame([[0.0] * len(model.feature_names)], columns=list(model.feature_names))
 
 

@@ -81,14 +81,7 @@ def _write(uri: str, data: bytes) -> None:
         f.write(data)
 
 
-def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
-    """Write a node's output to the store and describe it."""
-    data, ext, meta = _encode(value)
-    if ext == "json" and len(data) <= INLINE_MAX_BYTES:
-        uri = "data:application/json," + urllib.parse.quote(data.decode(), safe="")
-    else:
-        uri = output_uri(root, run_id, node_id, ext)
-        _write(uri, data)
+def _describe(data: bytes, uri: str, kind: str, meta: dict[str, Any]) -> ArtifactRef:
     return ArtifactRef(
         name="output",
         kind=kind,
@@ -97,6 +90,37 @@ def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str)
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=meta,
     )
+
+
+def _inline_uri(data: bytes) -> str:
+    return "data:application/json," + urllib.parse.quote(data.decode(), safe="")
+
+
+def inline_output(value: Any, *, kind: str) -> ArtifactRef | None:
+    """The output as a ``data:`` URI when it is a few bytes of JSON, else None; cheap for
+    large values, which it does not encode."""
+    small = (
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str | list | tuple | dict) and len(value) <= INLINE_MAX_BYTES // 4)
+    )
+    if not small or not _jsonable(value):
+        return None
+    data = json.dumps(value).encode()
+    if len(data) > INLINE_MAX_BYTES:
+        return None
+    return _describe(data, _inline_uri(data), kind, {"format": "json"})
+
+
+def store_output(value: Any, *, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
+    """Write a node's output to the store and describe it."""
+    inline = inline_output(value, kind=kind)
+    if inline is not None:
+        return inline
+    data, ext, meta = _encode(value)
+    uri = output_uri(root, run_id, node_id, ext)
+    _write(uri, data)
+    return _describe(data, uri, kind, meta)
 
 
 def store_file(

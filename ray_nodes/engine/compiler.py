@@ -169,6 +169,7 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
             retry_application_errors=retry.retry_application_errors or bool(retry.retry_on),
             retry_on=tuple(retry.retry_on),
             notes=tuple(notes),
+            persist_output=sub.keep_outputs == "always" or node.cache.enabled,
         )
         compiled.append(
             CompiledNode(

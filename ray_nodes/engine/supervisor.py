@@ -23,7 +23,7 @@ import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
 from ray_nodes.engine.compiler import CompiledNode, compile_run
-from ray_nodes.engine.task import NodeError, execute_node, load_reused
+from ray_nodes.engine.task import NodeError, execute_node, load_reused, store_later
 from ray_nodes.engine.types import (
     TERMINAL_NODE_STATES,
     EngineEvent,
@@ -39,11 +39,14 @@ CANCEL_GRACE_S = 2.0
 #: At most this many unacknowledged progress events are kept per run; older ones are
 #: coalesced away (state events are always kept).
 MAX_PROGRESS_EVENTS = 1000
+#: How long a run that did not succeed may take to store its succeeded nodes' outputs.
+STORE_OUTPUTS_TIMEOUT_S = 600.0
 #: How long a poll that had to wait gathers further events before it replies.
 POLL_COALESCE_S = 0.02
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
+_store_later = ray.remote(store_later)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class _Node:
     info_ref: Any = None
     failure: NodeFailure | None = None
     cancel_sent: bool = False
+    output_stored: bool = True
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -206,9 +210,17 @@ class Supervisor:
                 # Nobody is acknowledging (the control plane is down): drop the oldest progress
                 # report, never a state change. Sequence numbers are only cursors, so the gap
                 # it leaves is harmless.
-                oldest = next(i for i, e in enumerate(run.events) if e.kind == "progress")
-                del run.events[oldest]
-                run.progress -= 1
+                oldest = next(
+                    (
+                        i
+                        for i, e in enumerate(run.events)
+                        if e.kind == "progress" and not e.artifacts  # stored outputs stay
+                    ),
+                    None,
+                )
+                if oldest is not None:
+                    del run.events[oldest]
+                    run.progress -= 1
         async with self._changed:
             self._changed.notify_all()
 
@@ -313,6 +325,7 @@ class Supervisor:
                 await self._fail(run, node, e)
             return
         await self._running(run, node, info["attempt"], info["start_time"], info["ray_task_id"])
+        node.output_stored = info.get("output_stored", True)
         node.state = "SUCCEEDED"
         await self._emit(
             run,
@@ -437,8 +450,58 @@ class Supervisor:
             error = run.failed or NodeFailure("", "raypipe.RunFailed", "a node did not succeed")
             if error.node_id:
                 error = replace(error, message=f"node {error.node_id} failed: {error.message}")
+        if state != "SUCCEEDED":
+            await self._store_outputs(run)
         run.terminal = True
         await self._emit(run, kind="run", state=state, error=error, message=f"run {state.lower()}")
+
+    async def _store_outputs(self, run: _Run) -> None:
+        """Write the outputs of the nodes that succeeded, which the run kept only in Ray's
+        object store (``keep_outputs`` ``on_failure``), so that RetryRun can reuse them. One
+        task each, in parallel, before the run's final state is reported."""
+        sub = run.submission
+        pending = [
+            n
+            for n in run.nodes.values()
+            if n.state == "SUCCEEDED" and not n.output_stored and n.out_ref is not None
+        ]
+        if not pending:
+            return
+        refs = [
+            _store_later.options(
+                name=f"{sub.pipeline_id}/{n.plan.node_id}/store", num_cpus=0, max_retries=1
+            ).remote(
+                n.out_ref,
+                sub.artifact_root,
+                sub.run_id,
+                n.plan.node_id,
+                n.plan.task_plan.output_kind,
+            )
+            for n in pending
+        ]
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*refs, return_exceptions=True), STORE_OUTPUTS_TIMEOUT_S
+            )
+        except TimeoutError:
+            results = [TimeoutError("storing took too long")] * len(pending)
+        for node, result in zip(pending, results, strict=True):
+            node_id = node.plan.node_id
+            if isinstance(result, BaseException):
+                message = (
+                    f"could not store the output of node {node_id} ({result}); "
+                    "a retry of this run will execute it again"
+                )
+                await self._emit(run, kind="progress", node_id=node_id, message=message)
+                continue
+            node.output_stored = True
+            await self._emit(
+                run,
+                kind="progress",
+                node_id=node_id,
+                artifacts=(result,),
+                message=f"stored the output of node {node_id}, for a retry of this run",
+            )
 
 
 class _Timeout(Exception):

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import ray
 
-from ray_nodes.engine.artifacts import load_output, store_file, store_output
+from ray_nodes.engine.artifacts import inline_output, load_output, store_file, store_output
 from ray_nodes.engine.types import ArtifactRef, NodeResult
 from ray_nodes.node import NodeContext
 
@@ -61,6 +61,9 @@ class NodePlan:
     retry_application_errors: bool = False
     retry_on: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Write the output to the artifact store when the node ends (else only a tiny output,
+    #: inline; the supervisor writes the rest if the run does not succeed).
+    persist_output: bool = True
 
 
 def _handle(namespace: str) -> Any:
@@ -275,12 +278,11 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
     artifacts: tuple[Any, ...] = ()
     if isinstance(result, NodeResult):
         output, metrics, artifacts = result.output, dict(result.metrics), tuple(result.artifacts)
-    stored = store_output(
-        output,
-        root=plan.artifact_root,
-        run_id=plan.run_id,
-        node_id=plan.node_id,
-        kind=plan.output_kind,
+    where = {"root": plan.artifact_root, "run_id": plan.run_id, "node_id": plan.node_id}
+    stored = (
+        store_output(output, kind=plan.output_kind, **where)
+        if plan.persist_output
+        else inline_output(output, kind=plan.output_kind)
     )
     measured: dict[str, float] = {
         "duration_seconds": ended - started,
@@ -298,7 +300,11 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
         "start_time": started,
         "end_time": ended,
         "metrics": measured,
-        "artifacts": (stored, *(_artifact(plan, extra) for extra in artifacts)),
+        "artifacts": (
+            *(() if stored is None else (stored,)),
+            *(_artifact(plan, extra) for extra in artifacts),
+        ),
+        "output_stored": stored is not None,
         "notes": tuple(ctx.notes),
         "ray_task_id": task_id,
     }
@@ -328,6 +334,12 @@ def _artifact(plan: NodePlan, value: ArtifactRef | Mapping[str, Any]) -> Artifac
         sha256=str(value.get("sha256", "")),
         metadata=dict(value.get("metadata", {})),
     )
+
+
+def store_later(value: Any, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
+    """Write the output of a node that succeeded in a run that did not (``keep_outputs``
+    ``on_failure``), so that RetryRun can reuse it."""
+    return store_output(value, root=root, run_id=run_id, node_id=node_id, kind=kind)
 
 
 def load_reused(refs: Sequence[ArtifactRef]) -> Any:

@@ -61,6 +61,10 @@ class EngineEvent:
     end_time: float = 0.0
 
 
+#: The values of :attr:`RunSubmission.keep_outputs`.
+KEEP_OUTPUTS = ("on_failure", "always")
+
+
 @dataclass(frozen=True)
 class RunSubmission:
     """Everything the engine needs to execute a run.
@@ -76,6 +80,11 @@ class RunSubmission:
         reuse: node id -> (the run whose output it reuses, that output's artifacts): these
             nodes are not executed but load their stored output (RetryRun).
         scheduled_time: RFC 3339 time for ``{{ run.scheduled_time }}``; empty if none.
+        keep_outputs: When node outputs are written to the artifact store: ``on_failure``
+            (the default) writes the outputs of the nodes that succeeded once the run has
+            failed or been cancelled, for RetryRun, so a run that succeeds writes none;
+            ``always`` writes every output as its node ends. Outputs of nodes whose
+            CachePolicy is enabled, and outputs of a few bytes, are always kept.
     """
 
     run_id: str
@@ -87,6 +96,7 @@ class RunSubmission:
     data_roots: tuple[str, ...] = ()
     reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] = field(default_factory=dict)
     scheduled_time: str = ""
+    keep_outputs: str = "on_failure"
 
 
 @dataclass(frozen=True)

@@ -547,3 +547,35 @@ def test_cache_reuses_the_output_of_an_equal_node_across_runs(run_api: Api, tmp_
         "after": "STATE_SUCCEEDED",
     }
     assert {n.node_id: n.cached_from for n in fourth.nodes}["load"] == third.name
+
+
+def test_outputs_are_written_only_when_a_run_does_not_succeed(run_api: Api, tmp_path: Path) -> None:
+    """keep_outputs on_failure (the default): a run that succeeds writes no node output; one
+    that fails writes those of its succeeded nodes before it ends, and RetryRun reuses them."""
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n3,4\n")
+
+    def two_loads(second: str) -> Spec:
+        spec = Spec()
+        spec.nodes.add(id="load", type="data_loader").params.update({"path": "data.csv"})
+        after = spec.nodes.add(id="second", type="data_loader", depends_on=["load"])
+        after.params.update({"path": second})
+        return spec
+
+    register(run_api, "kept", two_loads("data.csv"))
+    ok = wait(run_api, start(run_api, "kept").name)
+    assert states(ok) == {"load": "STATE_SUCCEEDED", "second": "STATE_SUCCEEDED"}
+    assert all(not n.artifacts for n in ok.nodes), "a run that succeeded wrote nothing"
+
+    register(run_api, "kept", two_loads("missing.csv"))
+    failed = wait(run_api, start(run_api, "kept").name)
+    assert states(failed) == {"load": "STATE_SUCCEEDED", "second": "STATE_FAILED"}
+    (output,) = failed.nodes[0].artifacts
+    assert output.name == "output"
+    assert output.uri.endswith("/nodes/load/output.parquet")
+    assert Path(output.uri).stat().st_size == output.size_bytes
+
+    (tmp_path / "missing.csv").write_text("c\n5\n")
+    retried = run_api.runs.RetryRun(rpb.RetryRunRequest(name=failed.name)).run
+    final = wait(run_api, retried.name)
+    assert states(final) == {"load": "STATE_CACHED", "second": "STATE_SUCCEEDED"}
+    assert final.nodes[0].cached_from == failed.name

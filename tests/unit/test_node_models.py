@@ -76,6 +76,11 @@ def test_string_labels_multiclass_metrics_and_round_trip(
     loaded = load_model(tmp_path / "m" / backend)
     np.testing.assert_array_equal(loaded.predict(iris_split.X_test), predicted)
     np.testing.assert_array_equal(loaded.predict_proba(iris_split.X_test), proba)
+    # The model keeps a few training rows as its input example, and the saved copy too.
+    assert len(model.input_example) == 5
+    assert list(model.input_example[0]) == list(model.feature_names)
+    assert model.input_example[0] == iris_split.X_train.iloc[0].to_dict()
+    assert loaded.input_example == model.input_example
 
 
 def test_manifest_and_tamper_detection(iris_split: Split, tmp_path: Path) -> None:

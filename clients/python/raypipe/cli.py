@@ -97,6 +97,15 @@ def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
     is_flag=True,
     help="Record no run in MLflow (a pipeline can also switch it off: tracking.disabled).",
 )
+@click.option(
+    "--keep-outputs",
+    type=click.Choice(["on-failure", "always"]),
+    default="on-failure",
+    show_default=True,
+    help="When node outputs go to the artifact store: on-failure keeps those of the nodes that "
+    "succeeded once a run fails or is cancelled (what RetryRun reuses); always keeps every "
+    "output. Cache-enabled nodes always keep theirs.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     host: str,
@@ -108,6 +117,7 @@ def serve(
     stop_ray_on_exit: bool,
     mlflow_tracking_uri: str,
     no_mlflow_tracking: bool,
+    keep_outputs: str,
     log_level: str,
 ) -> None:
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
@@ -133,6 +143,7 @@ def serve(
             ray_address=ray_address,
             stop_ray_on_exit=stop_ray_on_exit,
             tracking_uri=tracking_uri,
+            keep_outputs=keep_outputs.replace("-", "_"),
         )
     )
 
