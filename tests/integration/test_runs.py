@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
+import pytest
 
+from control_plane.server import ControlPlane, ServerConfig
 from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
 from raypipe.v1 import pipeline_service_pb2 as ppb
 from raypipe.v1 import run_service_pb2 as rpb
@@ -579,3 +581,30 @@ def test_outputs_are_written_only_when_a_run_does_not_succeed(run_api: Api, tmp_
     final = wait(run_api, retried.name)
     assert states(final) == {"load": "STATE_CACHED", "second": "STATE_SUCCEEDED"}
     assert final.nodes[0].cached_from == failed.name
+
+
+def test_keep_outputs_always_writes_every_output(ray_head: object, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_outputs must be one of on_failure, always"):
+        ServerConfig(data_dir=tmp_path, keep_outputs="sometimes")
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    plane = ControlPlane(
+        ServerConfig(
+            data_dir=tmp_path / "data",
+            port=0,
+            ray_address=ray_head.address,  # type: ignore[attr-defined]
+            data_roots=(tmp_path,),
+            keep_outputs="always",
+        )
+    )
+    api = Api.connect(f"127.0.0.1:{plane.start()}")
+    try:
+        spec = Spec()
+        spec.nodes.add(id="load", type="data_loader").params.update({"path": "data.csv"})
+        register(api, "always", spec)
+        final = wait(api, start(api, "always").name)
+        assert states(final) == {"load": "STATE_SUCCEEDED"}
+        (output,) = final.nodes[0].artifacts
+        assert Path(output.uri).is_file(), "written although the run succeeded"
+    finally:
+        api.channel.close()
+        plane.stop(grace=1)
