@@ -342,9 +342,10 @@ def store_later(value: Any, root: str, run_id: str, node_id: str, kind: str) -> 
     return store_output(value, root=root, run_id=run_id, node_id=node_id, kind=kind)
 
 
-def load_reused(refs: Sequence[ArtifactRef]) -> Any:
-    """The stored output of a node that a retried run reuses."""
+def load_reused(refs: Sequence[ArtifactRef]) -> tuple[Any, bool]:
+    """The stored output of a node that a run reuses, and a small marker that it loaded (what
+    the supervisor waits on, so the output never travels into the supervisor)."""
     output = next((r for r in refs if r.name == "output"), None)
     if output is None:
         raise FileNotFoundError("the reused node stored no output")
-    return load_output(output)
+    return load_output(output), True
