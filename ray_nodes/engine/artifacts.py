@@ -1,5 +1,7 @@
-"""The artifact store: every node's output is written under the artifact root so a retried
-run can reuse it (RetryRun) instead of executing the node again.
+"""The artifact store: node outputs are written under the artifact root so that a later run
+can reuse them instead of executing the node again: RetryRun (the outputs of a run that
+failed or was cancelled, written by the supervisor then) and the cross-run cache (outputs of
+cache-enabled nodes, written as they end). See ``RunSubmission.keep_outputs``.
 
 Layout: ``{root}/runs/{run_id}/nodes/{node_id}/output.{ext}``. The root is a local directory
 or any fsspec URL (``s3://``, ``gs://``, ``memory://``). An output whose JSON is at most

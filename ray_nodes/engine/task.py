@@ -1,5 +1,5 @@
 """What runs inside each node's Ray task: the node type's ``run`` with retries, measurements
-and persistence of the output.
+and, where the plan says so (``persist_output``), the output written to the artifact store.
 
 The task returns two objects: the output, which downstream tasks take as an argument (it
 stays in Ray's object store, zero-copy for numpy/Arrow-backed data, and never passes through
