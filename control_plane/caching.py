@@ -67,28 +67,19 @@ def cache_keys(
     merged = merge_parameters(defaults, parameters)
     by_id = {n.id: n for n in spec.nodes}
     keys: dict[str, str] = {}
-
-    def key(node_id: str) -> str:
-        if node_id not in keys:
-            node = by_id[node_id]
-            params, _ = split_params(struct_to_python(node.params))
-            document = {
-                "v": CACHE_KEY_VERSION,
-                "type": node.type,
-                "params": resolve(
-                    params, parameters=merged, run_name=run_id, scheduled_time=run_id
-                ),
-                "cache_version": node.cache.cache_version,
-                "upstream": [key(u) for u in node.depends_on],
-            }
-            text = json.dumps(_whole(document), sort_keys=True, separators=(",", ":"), default=str)
-            keys[node_id] = hashlib.sha256(text.encode()).hexdigest()
-        return keys[node_id]
-
-    # In topological order, every upstream key exists before it is needed: no deep recursion
-    # on long chains.
+    # In topological order every upstream key exists before a node needs it.
     for node_id in topological_order(dependency_map(nodes_from_spec(spec))):
-        key(node_id)
+        node = by_id[node_id]
+        params, _ = split_params(struct_to_python(node.params))
+        document = {
+            "v": CACHE_KEY_VERSION,
+            "type": node.type,
+            "params": resolve(params, parameters=merged, run_name=run_id, scheduled_time=run_id),
+            "cache_version": node.cache.cache_version,
+            "upstream": [keys[u] for u in node.depends_on],
+        }
+        text = json.dumps(_whole(document), sort_keys=True, separators=(",", ":"), default=str)
+        keys[node_id] = hashlib.sha256(text.encode()).hexdigest()
     return {n.id: keys[n.id] for n in spec.nodes if n.cache.enabled}
 
 

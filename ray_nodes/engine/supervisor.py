@@ -23,8 +23,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
+from ray_nodes.engine.artifacts import store_output
 from ray_nodes.engine.compiler import CompiledNode, compile_run
-from ray_nodes.engine.task import NodeError, execute_node, load_reused, store_later
+from ray_nodes.engine.task import NodeError, execute_node, load_reused
 from ray_nodes.engine.types import (
     TERMINAL_NODE_STATES,
     EngineEvent,
@@ -50,7 +51,8 @@ POLL_COALESCE_S = 0.02
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
-_store_later = ray.remote(store_later)
+# Ray's stubs model positional arguments only; store_output's are keyword-only.
+_store_later: Any = ray.remote(store_output)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -480,10 +482,10 @@ class Supervisor:
                 name=f"{sub.pipeline_id}/{n.plan.node_id}/store", num_cpus=0, max_retries=1
             ).remote(
                 n.out_ref,
-                sub.artifact_root,
-                sub.run_id,
-                n.plan.node_id,
-                n.plan.task_plan.output_kind,
+                root=sub.artifact_root,
+                run_id=sub.run_id,
+                node_id=n.plan.node_id,
+                kind=n.plan.task_plan.output_kind,
             )
             for n in pending
         ]

@@ -336,12 +336,6 @@ def _artifact(plan: NodePlan, value: ArtifactRef | Mapping[str, Any]) -> Artifac
     )
 
 
-def store_later(value: Any, root: str, run_id: str, node_id: str, kind: str) -> ArtifactRef:
-    """Write the output of a node that succeeded in a run that did not (``keep_outputs``
-    ``on_failure``), so that RetryRun can reuse it."""
-    return store_output(value, root=root, run_id=run_id, node_id=node_id, kind=kind)
-
-
 def load_reused(refs: Sequence[ArtifactRef]) -> tuple[Any, bool]:
     """The stored output of a node that a run reuses, and a small marker that it loaded (what
     the supervisor waits on, so the output never travels into the supervisor)."""
