@@ -127,6 +127,8 @@ class ServerProcess:
     """``raypipe serve`` as a real child process, for restart and kill -9 tests."""
 
     def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        """``extra`` goes on the command line after ``serve``; ``env`` on top of this process's
+        environment."""
         self.data_dir = data_dir
         self.extra = extra
         self.env = env or {}
@@ -136,24 +138,24 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "a")  # noqa: SIM115 - the child writes to it until it ends
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "raypipe.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(self.data_dir),
-                *self.extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=out,
-            text=True,
-            env={**os.environ},
-        )
+        with open(self.log, "a") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "raypipe.cli",
+                    "serve",
+                    "--port",
+                    "0",
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.extra,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=out,
+                text=True,
+                env={**os.environ, **self.env},
+            )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -178,11 +180,14 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_process(tmp_path: Path, ray_head) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
-    """`raypipe serve` in a child process, on the session's Ray cluster."""
-    sp = ServerProcess(
-        tmp_path / "data", "--ray-address", ray_head.address, env=ray_head.client_env()
-    )
+def server_process(tmp_path: Path, ray_head, db_url: str) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+    """`raypipe serve` in a child process, on the session's Ray cluster, on SQLite (its default
+    file in the data directory) and on PostgreSQL (``--db``: a fresh database for each test,
+    dropped afterwards by the `postgres_url` fixture, once the server has been stopped)."""
+    extra = ["--ray-address", ray_head.address]
+    if not db_url.startswith("sqlite"):
+        extra += ["--db", db_url]
+    sp = ServerProcess(tmp_path / "data", *extra, env=ray_head.client_env())
     yield sp
     if sp.proc is not None and sp.proc.poll() is None:
         sp.proc.kill()
