@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -69,6 +70,9 @@ class ServerConfig:
         keep_outputs: When node outputs go to the artifact store: ``on_failure`` (those of
             the nodes that succeeded, once a run has failed or been cancelled, for RetryRun)
             or ``always`` (every output as its node ends); see docs/runs.md.
+        health_interval: Seconds between two checks of the database by the health loop,
+            which turns gRPC health ``NOT_SERVING`` while the database does not answer and
+            ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
     """
 
     data_dir: Path
@@ -84,12 +88,15 @@ class ServerConfig:
     tracking_uri: str = ""
     tracking_retry_for: float = 300.0
     keep_outputs: str = "on_failure"
+    health_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.keep_outputs not in KEEP_OUTPUTS:
             raise ValueError(
                 f"keep_outputs must be one of {', '.join(KEEP_OUTPUTS)}, not {self.keep_outputs!r}"
             )
+        if not self.health_interval >= 0:
+            raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
 
     @property
     def database_url(self) -> str:
@@ -98,6 +105,15 @@ class ServerConfig:
     @property
     def artifact_location(self) -> str:
         return self.artifact_root or str(self.data_dir / "artifacts")
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The database file when the database is a SQLite file given by its path."""
+        url = sa.make_url(self.database_url)
+        database = url.database or ""
+        if url.get_backend_name() != "sqlite" or not database or database.startswith("file:"):
+            return None
+        return Path(database)
 
 
 class ControlPlane:
@@ -112,6 +128,8 @@ class ControlPlane:
         self._health = health.HealthServicer()
         self._stopped = threading.Event()
         self._done = threading.Event()
+        self._health_lock = threading.Lock()  # orders the health loop's changes and stop()'s
+        self._health_thread: threading.Thread | None = None
         self._services: tuple[str, ...] = PIPELINE_SERVICES
         self.local_head: LocalHead | None = None
         self.engine: RayEngine | None = None
@@ -152,8 +170,49 @@ class ControlPlane:
         server.start()
         self._server = server
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if cfg.health_interval > 0:
+            self._health_thread = threading.Thread(
+                target=self._watch_storage, name="raypipe-health", daemon=True
+            )
+            self._health_thread.start()
         log.info("raypipe control plane listening on %s:%d", cfg.host, self.port)
         return self.port
+
+    def _watch_storage(self) -> None:
+        """The health loop: every ``health_interval`` seconds, check the database and turn
+        health NOT_SERVING while it does not answer, SERVING again once it does."""
+        serving = True
+        while not self._stopped.wait(self.config.health_interval):
+            problem = self._storage_problem()
+            if (not problem) == serving:
+                continue  # no change
+            with self._health_lock:
+                if self._stopped.is_set():
+                    return  # stop() has set NOT_SERVING for good
+                if problem:
+                    log.warning("health: NOT_SERVING, the database does not answer: %s", problem)
+                    self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+                else:
+                    log.info("health: SERVING again, the database answers")
+                    self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            serving = not problem
+
+    def _storage_problem(self) -> str:
+        """Why the database cannot serve calls now; empty when it can."""
+        repo = self.repository
+        if repo is None:
+            return "storage is not open"
+        try:
+            repo.ping()
+        except Exception as exc:  # any failure means "not serving"; the loop goes on
+            return str(exc) or type(exc).__name__
+        # An open SQLite connection answers even after its file was deleted or its directory
+        # moved away (it still holds the old file), while new connections cannot open it and
+        # whatever is written goes where the next server will not find it.
+        sqlite_file = self.config.sqlite_file
+        if sqlite_file is not None and not sqlite_file.exists():
+            return f"the SQLite database {sqlite_file} is gone"
+        return ""
 
     def _start_runs(self, server: grpc.Server, repo: Repository) -> None:
         # Imported here so that a server without runs never imports Ray.
@@ -217,12 +276,15 @@ class ControlPlane:
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish (up to ``grace`` seconds), then close
         storage. Safe to call twice."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        with self._health_lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()  # also ends the health loop, which then changes nothing
+            self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self._health_thread is not None:
+            self._health_thread.join(timeout=5)  # a check in progress; storage closes below
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.supervisor is not None:
