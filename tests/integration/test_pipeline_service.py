@@ -357,9 +357,26 @@ def test_validation_reports_every_problem_with_its_field_path(api: Api) -> None:
     assert "spec.nodes[6].params.sleep_seconds" in violations
     assert "spec.nodes[7].resources.num_cpus" in violations
     assert "spec.nodes[8].resources.num_gpus" in violations
-    cycle = [d for f, d in violations.items() if "cycle" in d.lower()]
-    assert cycle, violations
-    assert all(n in cycle[0] for n in ("a", "b", "c"))
+    # a depends on c, b on a, c on b: data flows a -> b -> c -> a, named from the node listed
+    # first, on the dependency that closes the cycle (a's on c).
+    assert violations["spec.nodes[0].depends_on[0]"] == "cycle: a -> b -> c -> a"
+    assert [f for f, d in violations.items() if d.startswith("cycle:")] == [
+        "spec.nodes[0].depends_on[0]"
+    ]
+
+
+def test_a_fraction_of_one_gpu_is_accepted(api: Api) -> None:
+    # A fractional GPU count is refused above 1 (above) but accepted below it: nodes share a GPU.
+    create_pipeline(api, "gpu")
+    spec = chain_spec(2)
+    spec.nodes[1].resources.num_gpus = 0.5
+    created = create_version(api, "gpu", spec)
+    assert created.name == "pipelines/gpu/versions/1"
+    stored = api.pipelines.GetPipelineVersion(
+        pb.GetPipelineVersionRequest(name=created.name)
+    ).pipeline_version
+    assert stored.spec.nodes[1].resources.num_gpus == 0.5
+    assert stored.spec == spec
 
 
 def test_validation_of_create_version_uses_the_request_path(api: Api) -> None:
