@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -42,13 +42,15 @@ class Api:
 
 @dataclass(frozen=True)
 class ErrorDetails:
-    """What a failed call carried: its code, message, ErrorInfo and field violations."""
+    """What a failed call carried: its code, message, ErrorInfo (reason, domain, metadata) and
+    field violations."""
 
     code: grpc.StatusCode
     message: str
     reason: str
     domain: str
     violations: dict[str, str]
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def error_details(exc: grpc.RpcError) -> ErrorDetails:
@@ -56,18 +58,19 @@ def error_details(exc: grpc.RpcError) -> ErrorDetails:
     status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     assert status is not None, f"no rich status on {exc!r}"
     reason = domain = ""
+    metadata: dict[str, str] = {}
     violations: dict[str, str] = {}
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason, domain = info.reason, info.domain
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             for v in bad.field_violations:
                 violations[v.field] = v.description
-    return ErrorDetails(exc.code(), status.message, reason, domain, violations)
+    return ErrorDetails(exc.code(), status.message, reason, domain, violations, metadata)
 
 
 def expect_error(call, request, code: grpc.StatusCode) -> ErrorDetails:  # type: ignore[no-untyped-def]

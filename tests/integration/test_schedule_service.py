@@ -23,10 +23,13 @@ from control_plane.errors import FailedPreconditionError
 from control_plane.scheduler import Scheduler
 from control_plane.scheduling import FakeClock
 from control_plane.server import ControlPlane
+from control_plane.services.pipeline_service import PipelineService
 from control_plane.services.schedule_service import ScheduleService
 from control_plane.storage.schedules import ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
-from raypipe.v1 import run_pb2, schedule_pb2, schedule_service_pb2_grpc
+from ray_nodes.registry import default_registry
+from raypipe.v1 import pipeline_service_pb2 as ppb
+from raypipe.v1 import pipeline_service_pb2_grpc, run_pb2, schedule_pb2, schedule_service_pb2_grpc
 from raypipe.v1 import run_service_pb2 as rpb
 from raypipe.v1 import schedule_service_pb2 as pb
 from tests.integration.conftest import Api, expect_error
@@ -46,6 +49,7 @@ class Plane:
     starter: FakeStarter
     scheduler: Scheduler
     stub: schedule_service_pb2_grpc.ScheduleServiceStub
+    pipelines: pipeline_service_pb2_grpc.PipelineServiceStub
 
     def create(self, schedule_id: str = "s", **fields: Any) -> schedule_pb2.Schedule:
         return self.stub.CreateSchedule(
@@ -74,11 +78,19 @@ def plane(db_url: str) -> Iterator[Plane]:
     schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleService(repo, schedules, scheduler), server
     )
+    pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
+        PipelineService(repo, default_registry()), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield Plane(
-        repo, clock, starter, scheduler, schedule_service_pb2_grpc.ScheduleServiceStub(channel)
+        repo,
+        clock,
+        starter,
+        scheduler,
+        schedule_service_pb2_grpc.ScheduleServiceStub(channel),
+        pipeline_service_pb2_grpc.PipelineServiceStub(channel),
     )
     channel.close()
     server.stop(0).wait()
@@ -569,3 +581,43 @@ def test_delete_pipeline_is_refused_while_a_schedule_uses_it(plane: Plane) -> No
     with pytest.raises(grpc.RpcError) as missing:
         plane.get("nightly")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_delete_pipeline_over_grpc_is_refused_while_a_schedule_uses_it(plane: Plane) -> None:
+    plane.create("every-minute")
+    plane.at(MIN)  # fires once, at T0 + 1 min
+    (run,) = plane.starter.runs("every-minute")
+    plane.starter.finish(run)  # so that only the schedule keeps the pipeline in use
+    details = expect_error(
+        plane.pipelines.DeletePipeline,
+        ppb.DeletePipelineRequest(name="pipelines/p"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert details.reason == "PIPELINE_IN_USE"
+    assert details.metadata == {"pipeline": "pipelines/p", "active_runs": "0", "schedules": "1"}
+    assert "is used by 1 schedule;" in details.message
+    # nothing was deleted
+    assert plane.get("every-minute").name == "schedules/every-minute"
+    plane.pipelines.GetPipeline(ppb.GetPipelineRequest(name="pipelines/p"))
+
+    plane.pipelines.DeletePipeline(ppb.DeletePipelineRequest(name="pipelines/p", force=True))
+    expect_error(
+        plane.pipelines.GetPipeline,
+        ppb.GetPipelineRequest(name="pipelines/p"),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    # The forced delete takes the pipeline's schedules with it, so nothing fires any more;
+    # the runs they started stay, still naming their schedule.
+    err = expect_error(
+        plane.stub.GetSchedule,
+        pb.GetScheduleRequest(name="schedules/every-minute"),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert err.reason == "SCHEDULE_NOT_FOUND"
+    assert [s.name for s in plane.stub.ListSchedules(pb.ListSchedulesRequest()).schedules] == []
+    plane.at(10 * MIN)
+    (kept,) = plane.starter.runs("every-minute")
+    assert kept.name == run.name
+    assert kept.schedule == "schedules/every-minute"
+    assert kept.state == RunState.STATE_SUCCEEDED
+    assert len(plane.starter.created) == 1
