@@ -8,17 +8,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from control_plane.server import ControlPlane, ServerConfig
 from raypipe.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
+
+if TYPE_CHECKING:
+    from ray_nodes.cluster import LocalHead
 
 
 @dataclass
@@ -55,7 +60,7 @@ class ErrorDetails:
 
 def error_details(exc: grpc.RpcError) -> ErrorDetails:
     """Unpack the google.rpc.Status a raypipe server attaches to every error."""
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     assert status is not None, f"no rich status on {exc!r}"
     reason = domain = ""
     metadata: dict[str, str] = {}
@@ -73,7 +78,9 @@ def error_details(exc: grpc.RpcError) -> ErrorDetails:
     return ErrorDetails(exc.code(), status.message, reason, domain, violations, metadata)
 
 
-def expect_error(call, request, code: grpc.StatusCode) -> ErrorDetails:  # type: ignore[no-untyped-def]
+def expect_error(
+    call: Callable[[Any], object], request: Message, code: grpc.StatusCode
+) -> ErrorDetails:
     """Make a call that must fail with ``code``; return the unpacked details."""
     with pytest.raises(grpc.RpcError) as info:
         call(request)
@@ -97,7 +104,7 @@ def plane(tmp_path: Path, db_url: str) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-def run_plane(tmp_path: Path, ray_head) -> Iterator[ControlPlane]:  # type: ignore[no-untyped-def]
+def run_plane(tmp_path: Path, ray_head: LocalHead) -> Iterator[ControlPlane]:
     """An in-process control plane serving runs on the session's Ray cluster (SQLite)."""
     cp = ControlPlane(
         ServerConfig(
@@ -183,7 +190,7 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_process(tmp_path: Path, ray_head, db_url: str) -> Iterator[ServerProcess]:  # type: ignore[no-untyped-def]
+def server_process(tmp_path: Path, ray_head: LocalHead, db_url: str) -> Iterator[ServerProcess]:
     """`raypipe serve` in a child process, on the session's Ray cluster, on SQLite (its default
     file in the data directory) and on PostgreSQL (``--db``: a fresh database for each test,
     dropped afterwards by the `postgres_url` fixture, once the server has been stopped)."""

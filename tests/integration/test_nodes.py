@@ -267,6 +267,7 @@ def test_saver_round_trip_predicts_identically(runner: Runner) -> None:
         np.testing.assert_array_equal(loaded.predict_proba(X_test), trained.predict_proba(X_test))
         # The manifest carries the scaler, so raw rows can be scaled for the loaded model.
         raw_test = ray.get(split).X_test
+        assert loaded.scaler is not None
         pd.testing.assert_frame_equal(loaded.scaler.transform(raw_test), X_test)
 
 
@@ -443,6 +444,7 @@ def test_a_run_through_the_server_equals_the_plain_script(
     model_ref = next(a for a in nodes["save"].artifacts if a.name == "model")
     assert model_ref.uri.endswith("models/cancer/model.json")
     saved = load_model(Path(model_ref.uri).parent)
+    assert saved.scaler is not None
     np.testing.assert_array_equal(
         saved.predict(saved.scaler.transform(X_test)), estimator.predict(scaler.transform(X_test))
     )

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from control_plane.server import ControlPlane
 from control_plane.storage.repository import NewRun
 from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2
 from raypipe.v1 import pipeline_service_pb2 as pb
@@ -430,10 +431,12 @@ def test_list_node_types_has_noop_with_schema(api: Api) -> None:
 # --- delete ----------------------------------------------------------------------------------
 
 
-def test_delete_refused_while_a_run_is_active_unless_forced(api: Api, plane) -> None:  # type: ignore[no-untyped-def]
+def test_delete_refused_while_a_run_is_active_unless_forced(api: Api, plane: ControlPlane) -> None:
     create_pipeline(api, "p")
     create_version(api, "p", chain_spec(2))
-    plane.repository.create_run(
+    repo = plane.repository
+    assert repo is not None
+    repo.create_run(
         NewRun(run_id="r1", pipeline_id="p", version_number=1, parameters={}, node_ids=["n0", "n1"])
     )
     details = expect_error(
@@ -449,7 +452,7 @@ def test_delete_refused_while_a_run_is_active_unless_forced(api: Api, plane) -> 
         grpc.StatusCode.NOT_FOUND,
     )
     # the run's history survives a forced delete
-    assert plane.repository.get_run("r1").pipeline == "pipelines/p"
+    assert repo.get_run("r1").pipeline == "pipelines/p"
 
 
 def test_delete_unused_pipeline(api: Api) -> None:

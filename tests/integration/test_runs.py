@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -54,12 +54,13 @@ def register(api: Api, pipeline_id: str, spec: Spec) -> str:
     ).pipeline_version.name
 
 
-def start(api: Api, pipeline_id: str, **kw: object) -> run_pb2.Run:
-    request_id = str(kw.pop("request_id", uuid.uuid4()))
+def start(api: Api, pipeline_id: str, *, request_id: str = "", **fields: Any) -> run_pb2.Run:
+    """Start a run of the pipeline; ``fields`` (labels, parameters, ...) go on the Run."""
     return api.runs.CreateRun(
         rpb.CreateRunRequest(
-            run=run_pb2.Run(pipeline=f"pipelines/{pipeline_id}", **kw), request_id=request_id
-        )  # type: ignore[arg-type]
+            run=run_pb2.Run(pipeline=f"pipelines/{pipeline_id}", **fields),
+            request_id=request_id or str(uuid.uuid4()),
+        )
     ).run
 
 
@@ -177,7 +178,7 @@ def test_bad_create_requests(run_api: Api) -> None:
     expect_error(run_api.runs.ListRuns, rpb.ListRunsRequest(page_size=-1), invalid)
 
 
-def _failing_spec(policy: int, *, slow: float) -> Spec:
+def _failing_spec(policy: pipeline_spec_pb2.FailurePolicy, *, slow: float) -> Spec:
     """``bad`` reads a file that is not there (fails at run time); ``slow`` is independent."""
     spec = Spec(failure_policy=policy)
     noop(spec, "root")
@@ -393,7 +394,7 @@ def test_watch_from_two_clients_one_joining_late(run_api: Api) -> None:
     assert late[0].run.nodes[0].state == NodeState.STATE_SUCCEEDED
 
 
-def _events(api: Api, name: str) -> Iterable[rpb.WatchRunResponse]:
+def _events(api: Api, name: str) -> list[rpb.WatchRunResponse]:
     return list(api.runs.WatchRun(rpb.WatchRunRequest(name=name), timeout=60))
 
 

@@ -7,6 +7,7 @@ import asyncio
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 import raypipe
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
@@ -46,7 +47,7 @@ def test_create_get_list_delete_pipeline(sdk: raypipe.Client) -> None:
     assert [p.name for p in sdk.list_pipelines()] == ["pipelines/other", "pipelines/churn"]
     assert [p.name for p in sdk.list_pipelines(filter='labels.team = "ml"')] == ["pipelines/churn"]
 
-    assert sdk.delete_pipeline("churn") is None
+    sdk.delete_pipeline("churn")
     with pytest.raises(raypipe.NotFoundError):
         sdk.get_pipeline("churn")
 
@@ -96,7 +97,9 @@ def test_list_node_types(sdk: raypipe.Client) -> None:
     types = {t.type: t for t in sdk.list_node_types()}
     noop = types["noop"]
     assert isinstance(noop, node_type_pb2.NodeType)
-    assert "sleep_seconds" in noop.parameter_schema["properties"]
+    properties = noop.parameter_schema["properties"]
+    assert isinstance(properties, struct_pb2.Struct)
+    assert "sleep_seconds" in properties
     assert noop.origin == "builtin"
 
 
@@ -325,7 +328,7 @@ def test_cancel_a_running_run(run_sdk: raypipe.Client) -> None:
 
 
 def test_async_run_and_watch(run_address: str) -> None:
-    async def scenario() -> list[int]:
+    async def scenario() -> list[run_pb2.Run.State]:
         async with raypipe.AsyncClient(run_address) as client:
             await client.apply(diamond("async-runs"))
             handle = await client.run("async-runs")

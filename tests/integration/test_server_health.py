@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -20,13 +21,14 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+@dataclass(frozen=True)
 class Outage:
-    """Takes the server's database away and brings it back, the way it happens in production."""
+    """A database for the server, and how to take it away and bring it back, the way it
+    happens in production."""
 
-    def __init__(self, db_url: str, break_: Callable[[], None], restore: Callable[[], None]):
-        self.db_url = db_url
-        self.break_ = break_
-        self.restore = restore
+    db_url: str
+    break_: Callable[[], object]
+    restore: Callable[[], object]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -75,7 +77,9 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
 
 
 def _wait_for(
-    stub: health_pb2_grpc.HealthStub, want: Status.ValueType, timeout: float = 20
+    stub: health_pb2_grpc.HealthStub,
+    want: health_pb2.HealthCheckResponse.ServingStatus.ValueType,
+    timeout: float = 20,
 ) -> dict[str, str]:
     """Poll until "" and every service report ``want``; return what each last reported."""
     services = ("", *PIPELINE_SERVICES)

@@ -8,7 +8,9 @@ from raypipe.v1 import pipeline_spec_pb2
 Spec = pipeline_spec_pb2.PipelineSpec
 
 
-def spec(*, path: str = "a.csv", version: str = "", seed: object = 1, cache: bool = True) -> Spec:
+def spec(
+    *, path: str = "a.csv", version: str = "", seed: int | str = 1, cache: bool = True
+) -> Spec:
     s = Spec()
     s.parameters["seed"].number_value = 7
     s.parameters["lr"].number_value = 0.1

@@ -27,8 +27,8 @@ SANTIAGO = ZoneInfo("America/Santiago")
 ZUTC = ZoneInfo("UTC")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def fires(expr: str, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:

@@ -276,7 +276,7 @@ def spec(nodes: list[dict[str, Any]]) -> PipelineSpec:
     return json_format.ParseDict({"nodes": nodes}, PipelineSpec())
 
 
-PIPELINE = [
+PIPELINE: list[dict[str, Any]] = [
     {"id": "load", "type": "data_loader", "params": {"path": "x.csv"}},
     {
         "id": "clean",

@@ -15,6 +15,11 @@ from ray_nodes.data import output_of
 from ray_nodes.node import NodeContext
 
 
+def objects(*values: object) -> np.ndarray:
+    """Values with None among them as the object array numpy makes of such a list."""
+    return np.array(values, dtype=object)
+
+
 def messy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """NaNs of every kind, duplicates across partitions, -0.0 vs 0.0, a shuffled index."""
     rng = np.random.default_rng(seed)
@@ -22,12 +27,12 @@ def messy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
         {
             "a": rng.integers(0, 4, n).astype(float),
             "b": rng.choice([1.5, 2.5, np.nan, -0.0, 0.0], n),
-            "s": pd.Series(rng.choice(["x", "y", None, "z"], n), dtype="str"),
-            "c": pd.Categorical(rng.choice(["u", "v", None], n)),
+            "s": pd.Series(rng.choice(objects("x", "y", None, "z"), n), dtype="str"),
+            "c": pd.Categorical(rng.choice(objects("u", "v", None), n)),
             "i": rng.integers(0, 3, n),
-            "o": pd.Series(rng.choice([True, False, None], n), dtype=object),
-            "I": pd.array(rng.choice([1, 2, None], n), dtype="Int64"),
-            "d": pd.to_datetime(rng.choice(["2020-01-01", "2021-06-30", None], n)),
+            "o": pd.Series(rng.choice(objects(True, False, None), n), dtype=object),
+            "I": pd.array(rng.choice(objects(1, 2, None), n), dtype="Int64"),
+            "d": pd.to_datetime(rng.choice(objects("2020-01-01", "2021-06-30", None), n)),
             "f32": rng.choice([1.25, np.nan, 3.5], n).astype("float32"),
         }
     )

@@ -3,7 +3,7 @@ partitioning (in-process here; through Ray in tests/integration/test_nodes.py)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,17 @@ def sklearn_scaler(method: str) -> Any:
     }[method]
 
 
-OPTIONS = {"minmax": {"feature_range": (-1.0, 2.0)}, "robust": {"quantile_range": (10.0, 90.0)}}
+class ScalerOptions(TypedDict, total=False):
+    """The keyword arguments of fit_scaler that a method takes."""
+
+    feature_range: tuple[float, float]
+    quantile_range: tuple[float, float]
+
+
+OPTIONS: dict[str, ScalerOptions] = {
+    "minmax": {"feature_range": (-1.0, 2.0)},
+    "robust": {"quantile_range": (10.0, 90.0)},
+}
 
 
 @pytest.mark.parametrize("method", ["standard", "minmax", "robust"])
@@ -51,7 +61,9 @@ OPTIONS = {"minmax": {"feature_range": (-1.0, 2.0)}, "robust": {"quantile_range"
 def test_fit_and_transform_equal_sklearn(method: str, partitions: int, dtype: str) -> None:
     data = frame(1001, dtype)
     columns = list("abcd") if dtype == "float32" else list("abcdk")
-    scaler = fit_scaler(data, columns, method, partitions=partitions, **OPTIONS.get(method, {}))
+    scaler = fit_scaler(
+        data, columns, method, partitions=partitions, **OPTIONS.get(method, ScalerOptions())
+    )
     reference = sklearn_scaler(method).fit(data[columns])
     expected = reference.transform(data[columns])
     got = scaler.transform(data)[columns].to_numpy()

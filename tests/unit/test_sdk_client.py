@@ -11,7 +11,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent import futures
 
 import grpc
@@ -33,7 +33,7 @@ NODE_STATES = {
 
 # What each successive WatchRun call does: a list of run states to send, then how to end:
 # "ok" (stream ends), "unavailable" (aborts UNAVAILABLE), "hang" (waits until cancelled).
-Script = list[tuple[list[int], str]]
+Script = list[tuple[list[run_pb2.Run.State], str]]
 
 
 class ScriptedRuns(run_service_pb2_grpc.RunServiceServicer):
@@ -65,10 +65,10 @@ class ScriptedRuns(run_service_pb2_grpc.RunServiceServicer):
         states, ending = self.script[min(index, len(self.script) - 1)]
         for i, state in enumerate(states):
             yield run_service_pb2.WatchRunResponse(
-                event=run_pb2.RunEvent(sequence=i + 1, run_state=state),  # type: ignore[arg-type]
+                event=run_pb2.RunEvent(sequence=i + 1, run_state=state),
                 run=run_pb2.Run(
                     name=request.name,
-                    state=state,  # type: ignore[arg-type]
+                    state=state,
                     error=run_pb2.ExecutionError(node_id="train", message="boom")
                     if state == State.STATE_FAILED
                     else None,
@@ -174,6 +174,7 @@ def test_watch_yields_every_event_and_can_stop_early(runs: tuple[ScriptedRuns, s
         assert first.event.sequence == 1
         assert first.run.state == State.STATE_PENDING
         assert next(stream).run.state == State.STATE_RUNNING
+        assert isinstance(stream, Generator), "the documented way to stop: close the iterator"
         stream.close()  # cancels the call; the server's hang ends
 
 
@@ -253,6 +254,7 @@ def test_unary_calls_carry_the_default_timeout(runs: tuple[ScriptedRuns, str]) -
         # The stream has no deadline unless given one...
         stream = client.watch_run("r1")
         assert next(stream).run.state == State.STATE_RUNNING
+        assert isinstance(stream, Generator)
         stream.close()
         # ... but given one, it ends with DEADLINE_EXCEEDED as a typed error.
         with pytest.raises(raypipe.DeadlineExceededError):

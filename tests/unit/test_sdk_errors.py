@@ -73,13 +73,14 @@ def test_status_is_unpacked() -> None:
 
 @pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
 def test_every_code_has_its_class(code: grpc.StatusCode) -> None:
+    # Before `error.code is code` narrows `code` to the type of `error.code` (Optional).
+    camel = "".join(part.title() for part in code.name.split("_")) + "Error"
     error = raypipe.error_from_status(status_pb2.Status(code=code.value[0], message="m"))
     assert type(error) is not raypipe.RPCError, f"no RPCError subclass for {code.name}"
     assert error.code is code
     assert type(error).status_code is code
     assert error.reason == ""
     assert error.field_violations == ()
-    camel = "".join(part.title() for part in code.name.split("_")) + "Error"
     assert type(error).__name__ == camel
     assert getattr(raypipe, camel) is type(error), f"raypipe.{camel} is not exported"
 
