@@ -269,6 +269,40 @@ def struct_of(values: Mapping[str, struct_pb2.Value]) -> struct_pb2.Struct:
     return struct
 
 
+class RunView:
+    """A whole run kept up to date from partial reads: the header and the few nodes that a
+    batch of events touched. Reading a 1,000-node run whole for every batch of events would
+    cost more than recording the events."""
+
+    _HEADER_FIELDS = tuple(f.name for f in run_pb2.Run.DESCRIPTOR.fields if f.name != "nodes")
+
+    def __init__(self, run: run_pb2.Run) -> None:
+        self.run = run
+        self._index = {node.node_id: i for i, node in enumerate(run.nodes)}
+
+    def update(self, partial: run_pb2.Run) -> run_pb2.Run:
+        """Take the header and the nodes of ``partial`` (the same run, some of its nodes)."""
+        header = run_pb2.Run()
+        header.CopyFrom(partial)
+        del header.nodes[:]
+        for name in self._HEADER_FIELDS:
+            self.run.ClearField(name)
+        self.run.MergeFrom(header)
+        for node in partial.nodes:
+            index = self._index.get(node.node_id)
+            if index is None:  # not expected: a run's nodes are fixed at creation
+                self._index[node.node_id] = len(self.run.nodes)
+                self.run.nodes.add().CopyFrom(node)
+            else:
+                self.run.nodes[index].CopyFrom(node)
+        return self.run
+
+
+def touched_nodes(node_ids: Iterable[str]) -> set[str]:
+    """The non-empty node ids among ``node_ids`` (events of the run itself have none)."""
+    return {node_id for node_id in node_ids if node_id}
+
+
 class RunNotifier:
     """Wakes the WatchRun streams of a run when new events are stored."""
 
@@ -316,6 +350,7 @@ class RunSupervisor:
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
+        self._views: dict[str, RunView] = {}  # the followed runs, whole (this loop's only)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="run-supervisor", daemon=True)
@@ -456,6 +491,7 @@ class RunSupervisor:
             for run_id in result.unknown:
                 with self._lock:
                     self._cursors.pop(run_id, None)
+                    self._views.pop(run_id, None)
                 self._lose(run_id)
             for run_id, events in result.events.items():
                 try:
@@ -466,14 +502,23 @@ class RunSupervisor:
                     )
 
     def _record(self, run_id: str, events: list[EngineEvent]) -> None:
-        run = self._repo.get_run(run_id)
-        change = fold_events(run, events)
-        stored, _ = self._repo.record(run_id, change)
+        # Only the nodes these events touch are read and returned; the whole run, which the
+        # tracker hooks take, is kept up to date in a RunView (read whole once per run).
+        touched = touched_nodes(ev.node_id for ev in events)
+        change = fold_events(self._repo.get_run(run_id, node_ids=touched), events)
+        partial, _ = self._repo.record(run_id, change, node_ids=touched)
+        view = self._views.get(run_id)
+        if view is None:
+            stored = self._repo.get_run(run_id)
+            self._views[run_id] = RunView(stored)
+        else:
+            stored = view.update(partial)
         last = events[-1].seq
         self._engine.ack(run_id, last)
         with self._lock:
             if stored.state in TERMINAL_RUN_STATES:
                 self._cursors.pop(run_id, None)
+                self._views.pop(run_id, None)
             else:
                 self._cursors[run_id] = last
         self.notifier.notify([run_id])

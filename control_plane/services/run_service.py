@@ -16,8 +16,10 @@ from control_plane.runs import (
     TERMINAL_RUN_STATES,
     RunState,
     RunSupervisor,
+    RunView,
     reusable_outputs,
     struct_of,
+    touched_nodes,
 )
 from control_plane.services._rpc import streaming, unary
 from control_plane.storage.repository import NewRun, Repository, RunFilter
@@ -183,9 +185,12 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         run_id = names.parse_run_name(request.name)
         notifier = self._supervisor.notifier
         seen = notifier.version(run_id)
-        run = self._repo.get_run(run_id)
+        # The events first, then the run: the snapshot is at least as new as the last event
+        # it stands for, and every later event is replayed onto it.
         events = self._repo.list_events(run_id)
         last = events[-1].sequence if events else 0
+        view = RunView(self._repo.get_run(run_id))
+        run = view.run
         snapshot = run_pb2.RunEvent(
             sequence=last,
             type=run_pb2.RunEvent.TYPE_SNAPSHOT,
@@ -201,7 +206,10 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             events = self._repo.list_events(run_id, after_sequence=last)
             if not events:
                 continue
-            run = self._repo.get_run(run_id)
+            # Only the nodes these events touch are read again (a 1,000-node run has
+            # thousands of events), and folded into the stream's own copy of the run.
+            touched = touched_nodes(event.node_id for event in events)
+            run = view.update(self._repo.get_run(run_id, node_ids=touched))
             # The whole run rides on the last event of each batch and on run-state changes;
             # a 1,000-node DAG's record on each of its thousands of events would dwarf them.
             for i, event in enumerate(events):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -117,16 +117,22 @@ def run_not_found(run_id: str) -> NotFoundError:
     return NotFoundError(f"run '{name}' not found", reason="RUN_NOT_FOUND", metadata={"run": name})
 
 
-def node_blobs(conn: sa.Connection, run_ids: Sequence[str]) -> dict[str, list[bytes]]:
-    """The serialized NodeExecutions of each run, in spec order, in one query."""
+def node_blobs(
+    conn: sa.Connection, run_ids: Sequence[str], node_ids: Collection[str] | None = None
+) -> dict[str, list[bytes]]:
+    """The serialized NodeExecutions of each run, in spec order, in one query; only those
+    named by ``node_ids`` when it is given."""
     if not run_ids:
         return {}
     out: dict[str, list[bytes]] = {run_id: [] for run_id in run_ids}
-    rows = conn.execute(
-        sa.select(node_executions.c.run_id, node_executions.c.data)
-        .where(node_executions.c.run_id.in_(run_ids))
-        .order_by(node_executions.c.run_id, node_executions.c.position)
+    query = sa.select(node_executions.c.run_id, node_executions.c.data).where(
+        node_executions.c.run_id.in_(run_ids)
     )
+    if node_ids is not None:
+        if not node_ids:
+            return out
+        query = query.where(node_executions.c.node_id.in_(sorted(node_ids)))
+    rows = conn.execute(query.order_by(node_executions.c.run_id, node_executions.c.position))
     for run_id, data in rows:
         out[run_id].append(data)
     return out

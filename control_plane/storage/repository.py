@@ -152,14 +152,19 @@ class Repository(Protocol):
         AlreadyExistsError."""
         ...
 
-    def get_run(self, run_id: str) -> run_pb2.Run: ...
+    def get_run(self, run_id: str, *, node_ids: Collection[str] | None = None) -> run_pb2.Run:
+        """The run; with ``node_ids``, only those of its nodes (a cheap read of a big run)."""
+        ...
 
     def list_runs(
         self, *, page_size: int, page_token: str, filter: RunFilter
     ) -> Page[run_pb2.Run]: ...
 
-    def record(self, run_id: str, change: RunChange) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
-        """Apply a change atomically; returns the run after it and the events as stored."""
+    def record(
+        self, run_id: str, change: RunChange, *, node_ids: Collection[str] | None = None
+    ) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
+        """Apply a change atomically; returns the run after it (with only the nodes in
+        ``node_ids`` when given) and the events as stored."""
         ...
 
     def list_events(self, run_id: str, *, after_sequence: int = 0) -> list[run_pb2.RunEvent]: ...

@@ -428,10 +428,11 @@ class SqlRepository:
             ) from exc
         raise exc
 
-    def get_run(self, run_id: str) -> run_pb2.Run:
-        """The run with its nodes in spec order; NotFoundError if there is none."""
+    def get_run(self, run_id: str, *, node_ids: Collection[str] | None = None) -> run_pb2.Run:
+        """The run with its nodes in spec order (only those in ``node_ids`` when given);
+        NotFoundError if there is none."""
         with self._read(self._snapshot) as conn:
-            return self._load_run(conn, run_id)
+            return self._load_run(conn, run_id, node_ids)
 
     def list_runs(self, *, page_size: int, page_token: str, filter: RunFilter) -> Page[run_pb2.Run]:
         """Runs newest first, with their nodes, restricted by ``filter``."""
@@ -469,8 +470,11 @@ class SqlRepository:
             digest,
         )
 
-    def record(self, run_id: str, change: RunChange) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
-        """Apply ``change`` to the run in one transaction; returns the run and stored events."""
+    def record(
+        self, run_id: str, change: RunChange, *, node_ids: Collection[str] | None = None
+    ) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
+        """Apply ``change`` to the run in one transaction; returns the run (with only the nodes
+        in ``node_ids`` when given) and the stored events."""
         now = _now()
         values: dict[str, Any] = {"update_time": now}
         if change.state is not None:
@@ -520,7 +524,7 @@ class SqlRepository:
                         for e in events
                     ],
                 )
-            return self._load_run(conn, run_id), events
+            return self._load_run(conn, run_id, node_ids), events
 
     def list_events(self, run_id: str, *, after_sequence: int = 0) -> list[run_pb2.RunEvent]:
         """The run's events with a sequence above ``after_sequence``, in order."""
@@ -617,11 +621,13 @@ class SqlRepository:
             ).scalar()
             return None if run_id is None else self._load_run(conn, run_id)
 
-    def _load_run(self, conn: sa.Connection, run_id: str) -> run_pb2.Run:
+    def _load_run(
+        self, conn: sa.Connection, run_id: str, node_ids: Collection[str] | None = None
+    ) -> run_pb2.Run:
         row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
         if row is None:
             raise run_not_found(run_id)
-        return run_from_row(row, node_blobs(conn, [run_id]).get(run_id, ()))
+        return run_from_row(row, node_blobs(conn, [run_id], node_ids).get(run_id, ()))
 
 
 def _now() -> datetime:

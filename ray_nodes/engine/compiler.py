@@ -94,6 +94,15 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
     parameters = merge_parameters(defaults, sub.parameters)
     fail_fast = spec.failure_policy != pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT
     capacity = cluster_capacity()
+    verdicts: dict[tuple[tuple[str, float], ...], str | None] = {}
+
+    def missing(demand: Mapping[str, float]) -> str | None:
+        # Most nodes of a big graph ask for the same resources: judge each demand once.
+        key = tuple(sorted(demand.items()))
+        if key not in verdicts:
+            verdicts[key] = _missing(demand, capacity)
+        return verdicts[key]
+
     by_id = {n.id: n for n in spec.nodes}
     order = _order(spec)
     compiled: list[CompiledNode] = []
@@ -115,14 +124,14 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
         if res.accelerator_type:
             demand[f"accelerator_type:{res.accelerator_type}"] = 0.001
         failure = None
-        why = _missing(demand, capacity)
+        why = missing(demand)
         if why and num_gpus > 0 and res.gpu_policy == pipeline_spec_pb2.GPU_POLICY_PREFERRED:
             cpu_only = {
                 k: v
                 for k, v in demand.items()
                 if k != "GPU" and not k.startswith("accelerator_type:")
             }
-            if _missing(cpu_only, capacity) is None:
+            if missing(cpu_only) is None:
                 notes.append(
                     f"ran on CPU: no node of the cluster has the {num_gpus:g} GPU(s) asked for "
                     "(gpu_policy GPU_POLICY_PREFERRED)"

@@ -16,6 +16,8 @@ NODE_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLE
 #: Run states the engine reports.
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL_NODE_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "CACHED"})
+#: The states a run ends in.
+TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
 @dataclass(frozen=True)
