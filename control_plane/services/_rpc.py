@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
-from control_plane.errors import ApiError, InternalError
+from control_plane.errors import ApiError, InternalError, UnavailableError
 
 log = logging.getLogger("raypipe.rpc")
 
@@ -21,7 +22,19 @@ def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
     context.abort_with_status(rpc_status.to_status(error.to_status()))
 
 
-def _internal(method: str, exc: BaseException) -> InternalError:
+def _internal(method: str, exc: BaseException) -> ApiError:
+    """The status of an exception no service turned into an ApiError.
+
+    A database that cannot be reached (or is busy past its timeout) is UNAVAILABLE, which
+    clients retry; the driver's own message, which names hosts and ports, goes to the server
+    log only. Anything else is INTERNAL.
+    """
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        log.warning("storage unavailable in %s: %s", method, exc)
+        return UnavailableError(
+            f"{method}: storage is unavailable right now; retry later",
+            reason="STORAGE_UNAVAILABLE",
+        )
     log.exception("unexpected error in %s", method)
     return InternalError(
         f"internal error in {method}: {type(exc).__name__}: {exc}", reason="INTERNAL"

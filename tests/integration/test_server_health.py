@@ -175,3 +175,68 @@ def test_health_interval_zero_runs_no_loop(tmp_path: Path) -> None:
         cp.stop(grace=1)
     with pytest.raises(ValueError, match="health_interval"):
         ServerConfig(data_dir=tmp_path, health_interval=-1)
+
+
+@pytest.mark.postgres
+def test_calls_during_a_database_outage_are_unavailable_not_internal(
+    postgres_url: str, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    from raypipe.v1 import pipeline_service_pb2 as ppb
+    from raypipe.v1 import pipeline_service_pb2_grpc
+
+    url = sa.make_url(postgres_url)
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+
+    def allow(allowed: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+            )
+            if not allowed:
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": url.database},
+                )
+
+    cp = ControlPlane(
+        ServerConfig(data_dir=tmp_path / "data", port=0, db_url=postgres_url, enable_runs=False)
+    )
+    cp.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{cp.port}")
+    stub = pipeline_service_pb2_grpc.PipelineServiceStub(channel)
+    try:
+        stub.CreatePipeline(ppb.CreatePipelineRequest(pipeline_id="kept"))
+        allow(False)
+        for call, message in (
+            (stub.GetPipeline, ppb.GetPipelineRequest(name="pipelines/kept")),
+            (stub.ListPipelines, ppb.ListPipelinesRequest(page_size=10)),
+            (stub.CreatePipeline, ppb.CreatePipelineRequest(pipeline_id="new")),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                call(message)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+            details = caught.value.details() or ""
+            assert "storage is unavailable" in details
+            # the driver's message (host, port, database) stays in the server log
+            assert str(url.port) not in details
+            assert str(url.database) not in details
+        allow(True)
+        # the pool recovers by itself, and nothing was lost or half-written
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                names = [p.name for p in stub.ListPipelines(ppb.ListPipelinesRequest()).pipelines]
+                break
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert names == ["pipelines/kept"]
+    finally:
+        allow(True)
+        channel.close()
+        cp.stop(grace=1)
+        admin.dispose()
