@@ -582,6 +582,7 @@ class _Harvester:
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         if not ready:
             return False
+        outcomes: list[tuple[Any, BaseException | None]]
         try:  # one get for all of them; a failed task's error needs them one by one
             outcomes = [(value, None) for value in ray.get(ready, timeout=0)]
         except Exception:
