@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import ray
@@ -36,9 +37,12 @@ from raypipe.v1 import run_service_pb2 as rpb
 REPEATS = 5
 
 
-@ray.remote(num_cpus=1)
-def _raw(*_: object) -> None:
+def _nothing(*_: object) -> None:
     return None
+
+
+# Ray's stubs type a remote function of *args as taking no arguments.
+_raw: Any = ray.remote(num_cpus=1)(_nothing)
 
 
 def raw_chain(n: int) -> float:
