@@ -340,3 +340,27 @@ def test_run_without_watch_prints_the_run(run_cli: Cli, output: str) -> None:
     data = json.loads(result.stdout) if output == "json" else yaml.safe_load(result.stdout)
     assert data["name"].startswith("runs/")
     assert run_cli(f"runs watch {data['name']} -o json").exit_code == 0
+
+
+def test_serve_takes_the_health_interval_and_refuses_a_negative_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    import control_plane.server as server
+    from raypipe.cli import main
+
+    seen: list[server.ServerConfig] = []
+    # Only the hand-over is replaced: what `serve` builds from its flags is what is checked.
+    monkeypatch.setattr(server, "serve", seen.append)
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    ok = runner.invoke(main, ["serve", "--data-dir", data, "--health-interval", "0.25"])
+    assert ok.exit_code == 0, ok.output
+    assert seen[-1].health_interval == 0.25
+    assert runner.invoke(main, ["serve", "--data-dir", data]).exit_code == 0
+    assert seen[-1].health_interval == 5.0
+    bad = runner.invoke(main, ["serve", "--data-dir", data, "--health-interval", "-1"])
+    assert bad.exit_code == 2
+    assert "--health-interval" in bad.output
+    assert len(seen) == 2

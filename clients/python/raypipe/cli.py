@@ -106,6 +106,15 @@ def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
     "succeeded once a run fails or is cancelled (what RetryRun reuses); always keeps every "
     "output. Cache-enabled nodes always keep theirs.",
 )
+@click.option(
+    "--health-interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the gRPC health service checks the database (NOT_SERVING while it does "
+    "not answer); 0 checks only at start-up.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     host: str,
@@ -118,6 +127,7 @@ def serve(
     mlflow_tracking_uri: str,
     no_mlflow_tracking: bool,
     keep_outputs: str,
+    health_interval: float,
     log_level: str,
 ) -> None:
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
@@ -144,6 +154,7 @@ def serve(
             stop_ray_on_exit=stop_ray_on_exit,
             tracking_uri=tracking_uri,
             keep_outputs=keep_outputs.replace("-", "_"),
+            health_interval=health_interval,
         )
     )
 
