@@ -150,6 +150,7 @@ class _StartedReport:
     _thread: threading.Thread | None = None
     _due: float = 0.0
     _send: Any = None
+    _waking_at: float | None = None  # when the thread wakes by itself; None: only if notified
 
     @classmethod
     def arm(cls, send: Any, delay: float) -> None:
@@ -158,7 +159,10 @@ class _StartedReport:
                 cls._thread = threading.Thread(target=cls._loop, daemon=True)
                 cls._thread.start()
             cls._send, cls._due = send, time.monotonic() + delay
-            cls._cond.notify()
+            # A thread that wakes before the new due time re-checks by itself: waking it for
+            # every node of a burst of short ones would cost a thread switch each.
+            if cls._waking_at is None or cls._waking_at > cls._due:
+                cls._cond.notify()
 
     @classmethod
     def disarm(cls) -> None:
@@ -171,9 +175,11 @@ class _StartedReport:
         while True:
             with cls._cond:
                 while cls._send is None:
+                    cls._waking_at = None
                     cls._cond.wait()
                 wait = cls._due - time.monotonic()
                 if wait > 0:
+                    cls._waking_at = cls._due
                     cls._cond.wait(wait)
                     continue  # re-check: disarmed or re-armed meanwhile
                 send, cls._send = cls._send, None

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -16,6 +16,9 @@ from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
 from raypipe.v1 import pipeline_service_pb2 as ppb
 from raypipe.v1 import run_service_pb2 as rpb
 from tests.integration.conftest import Api, ServerProcess, expect_error
+
+if TYPE_CHECKING:
+    from ray_nodes.cluster import LocalHead
 
 RunState = run_pb2.Run.State
 NodeState = run_pb2.NodeExecution.State
@@ -474,7 +477,7 @@ def test_fast_nodes_still_report_every_state_change(run_api: Api) -> None:
     assert output.uri == "data:application/json,null"
 
 
-def test_run_tasks_are_visible_in_the_ray_state_api(run_api: Api) -> None:
+def test_run_tasks_are_visible_in_the_ray_state_api(run_api: Api, ray_head: LocalHead) -> None:
     """`ray list tasks`: each node is a task named {pipeline}/{node}; the run's record holds
     each node's Ray task id, and the run's own driving call is the task `run/{run_id}`."""
     from ray.util.state import list_tasks
@@ -489,7 +492,12 @@ def test_run_tasks_are_visible_in_the_ray_state_api(run_api: Api) -> None:
     listed: dict[str, str] = {}
     while time.monotonic() < deadline:
         for name in (*recorded.values(), f"run/{run_id}"):
-            for task in list_tasks(filters=[("name", "=", name)], raise_on_missing_output=False):
+            # The session's cluster by address: other local clusters may be running too.
+            for task in list_tasks(
+                address=ray_head.address,
+                filters=[("name", "=", name)],
+                raise_on_missing_output=False,
+            ):
                 listed[task.task_id] = task.name
         if all(listed.get(task_id) == name for task_id, name in recorded.items()) and (
             f"run/{run_id}" in listed.values()
