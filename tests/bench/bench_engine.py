@@ -7,12 +7,16 @@
    (target ratio <= 1.5).
 3. A one-node run from CreateRun to SUCCEEDED: median latency (target <= 0.3 s).
 
+The control plane runs in a child process (as `raypipe serve` would), this process is its
+client, and both sides share one local Ray cluster of 2 CPUs.
+
 Each figure is the median of several repetitions after a warm-up, so worker start-up is
 not counted for either side.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import statistics
 import tempfile
 import time
@@ -108,14 +112,27 @@ def _median(fn, *args) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(fn(*args) for _ in range(REPEATS))
 
 
+def _serve(ports: Any, data_dir: str, ray_address: str) -> None:
+    """The control plane in its own process, as `raypipe serve` runs it (MLflow tracking off)."""
+    plane = ControlPlane(ServerConfig(data_dir=Path(data_dir), port=0, ray_address=ray_address))
+    ports.put(plane.start())
+    plane.wait()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         head = ensure_local_head(Path(tmp) / "ray", num_cpus=2, dashboard=False)
-        plane = ControlPlane(
-            ServerConfig(data_dir=Path(tmp) / "data", port=0, ray_address=head.address)
+        # The server runs in a child process, the client (this process) elsewhere, as in
+        # production: in one process the client's thread that parses the stream would share
+        # the server's interpreter lock.
+        ctx = mp.get_context("spawn")
+        ports = ctx.Queue()
+        server = ctx.Process(
+            target=_serve, args=(ports, str(Path(tmp) / "data"), head.address), daemon=True
         )
+        server.start()
         try:
-            api = Api(plane.start())
+            api = Api(ports.get(timeout=120))
             api.register("chain", chain_spec(200))
             api.register("fanout", fanout_spec(1000))
             api.register("one", chain_spec(1))
@@ -132,7 +149,8 @@ def main() -> None:
             one = _median(api.run_to_end, "one")
             print(f"one-node run, CreateRun to SUCCEEDED: median {one:.3f} s  (target <= 0.3 s)")
         finally:
-            plane.stop(grace=1)
+            server.terminate()  # SIGTERM: the server drains and closes its storage
+            server.join(timeout=30)
             ray.shutdown()
             head.stop()
 
