@@ -49,6 +49,8 @@ HARVEST_MAX_DELAY_S = 0.05
 HARVEST_DELAY_PER_REF_S = 5e-6
 #: How long a run that did not succeed may take to store its succeeded nodes' outputs.
 STORE_OUTPUTS_TIMEOUT_S = 600.0
+#: How long a running node's report waits for its upstream nodes' ends to be reported first.
+UPSTREAM_REPORT_WAIT_S = 5.0
 #: How long a poll that had to wait gathers further events before it replies.
 POLL_COALESCE_S = 0.05
 
@@ -209,6 +211,9 @@ class Supervisor:
         node = run.nodes.get(node_id) if run else None
         if run is None or node is None or node.state in TERMINAL_NODE_STATES:
             return  # late: the node's end already reported its RUNNING state change
+        await self._upstream_reported(run, node)
+        if node.state in TERMINAL_NODE_STATES:
+            return
         await self._running(run, node, attempt, at, task_id)
 
     async def node_progress(
@@ -380,6 +385,29 @@ class Supervisor:
                     )
                 )
 
+    async def _upstream_reported(self, run: _Run, node: _Node) -> None:
+        """Wait until every upstream node's final state change is emitted, so that watchers
+        never see a node running before the nodes it depends on have ended.
+
+        A running node's upstream tasks have finished (Ray ran it on their results), so their
+        results are ready: the harvester is woken to collect them at once rather than at its
+        next poll.
+        """
+        pending = [run.nodes[u].done for u in node.plan.upstream if not run.nodes[u].done.is_set()]
+        if not pending:
+            return
+        self._harvester.wake()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(done.wait() for done in pending)), UPSTREAM_REPORT_WAIT_S
+            )
+        except TimeoutError:
+            log.warning(
+                "run %s: node %s runs while an upstream node's end is not reported yet",
+                run.submission.run_id,
+                node.plan.node_id,
+            )
+
     async def _running(
         self, run: _Run, node: _Node, attempt: int, start_time: float, task_id: str
     ) -> None:
@@ -536,6 +564,10 @@ class _Harvester:
         self._waiting: dict[Any, list[asyncio.Future[Any]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for results now instead of at the next poll."""
+        self._wake.set()
 
     async def result(self, ref: Any) -> Any:
         """The value of ``ref`` (a small object: a node's info), or its task's error."""

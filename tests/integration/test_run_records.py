@@ -8,14 +8,16 @@ run after every batch: both read only the nodes a batch touched and keep the res
 from __future__ import annotations
 
 import threading
+import time
 
 from control_plane.runs import RunView, touched_nodes
+from control_plane.server import ControlPlane
 from control_plane.storage.repository import RunChange
 from control_plane.storage.sql import SqlRepository
 from raypipe.v1 import run_pb2
 from raypipe.v1 import run_service_pb2 as rpb
 from tests.integration.conftest import Api
-from tests.integration.test_runs import Spec, noop, register, start
+from tests.integration.test_runs import Spec, noop, register, start, wait
 from tests.integration.test_storage_runs import new_run, repo  # noqa: F401  (fixture)
 
 RunState = run_pb2.Run.State
@@ -118,3 +120,55 @@ def test_watch_streams_keep_the_whole_run_equal_to_get_run(run_api: Api) -> None
         }
     batches = sum(1 for r in early if r.HasField("run"))
     assert batches >= 3, "the run's events should have come in several batches"
+
+
+def _until_running(api: Api, name: str, node_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api.runs.GetRun(rpb.GetRunRequest(name=name)).run
+        if any(n.node_id == node_id and n.state == NodeState.STATE_RUNNING for n in run.nodes):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{node_id} of {name} never ran")
+
+
+def _sequence_of(events: list[run_pb2.RunEvent]) -> dict[tuple[str, int], int]:
+    """(node id, node state) -> the sequence number of its first state-change event."""
+    first: dict[tuple[str, int], int] = {}
+    for event in events:
+        if event.type == run_pb2.RunEvent.TYPE_NODE_STATE_CHANGED:
+            first.setdefault((event.node_id, event.node_state), event.sequence)
+    return first
+
+
+def test_no_node_is_reported_running_before_its_upstream_nodes_ended(
+    run_api: Api, run_plane: ControlPlane
+) -> None:
+    # Reused nodes end when their load task is harvested, while the node after them reports
+    # RUNNING from its own task: the second must never be stored before the first.
+    spec = Spec()
+    for branch in range(4):
+        noop(spec, f"a{branch}")
+        noop(spec, f"b{branch}", f"a{branch}")
+    noop(spec, "slow", *[f"b{i}" for i in range(4)], sleep=30)
+    register(run_api, "ordered", spec)
+    store = run_plane.repository
+    assert store is not None
+    for attempt in range(3):
+        first = start(run_api, "ordered")
+        _until_running(run_api, first.name, "slow")
+        run_api.runs.CancelRun(rpb.CancelRunRequest(name=first.name))
+        wait(run_api, first.name)
+        retried = run_api.runs.RetryRun(rpb.RetryRunRequest(name=first.name)).run
+        _until_running(run_api, retried.name, "slow")
+        run_api.runs.CancelRun(rpb.CancelRunRequest(name=retried.name))
+        wait(run_api, retried.name)
+        for name, done in (
+            (first.name, NodeState.STATE_SUCCEEDED),
+            (retried.name, NodeState.STATE_CACHED),
+        ):
+            seq = _sequence_of(store.list_events(name.removeprefix("runs/")))
+            running = seq[("slow", NodeState.STATE_RUNNING)]
+            for branch in range(4):
+                for upstream in (f"a{branch}", f"b{branch}"):
+                    assert seq[(upstream, done)] < running, (attempt, name, upstream)
