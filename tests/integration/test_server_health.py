@@ -31,6 +31,23 @@ class Outage:
     restore: Callable[[], object]
 
 
+def _allow_connections(admin: sa.Engine, database: str, allowed: bool) -> None:
+    """Let PostgreSQL accept connections to ``database`` again, or refuse new ones and end the
+    open ones (what a failover or a database in maintenance looks like to the server)."""
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        )
+        if not allowed:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            )
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     if request.param == "sqlite":
@@ -52,18 +69,7 @@ def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
     )
 
     def allow(allowed: bool) -> None:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-            )
-            if not allowed:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": url.database},
-                )
+        _allow_connections(admin, str(url.database), allowed)
 
     try:
         yield Outage(
@@ -188,18 +194,7 @@ def test_calls_during_a_database_outage_are_unavailable_not_internal(
     admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
 
     def allow(allowed: bool) -> None:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-            )
-            if not allowed:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": url.database},
-                )
+        _allow_connections(admin, str(url.database), allowed)
 
     cp = ControlPlane(
         ServerConfig(data_dir=tmp_path / "data", port=0, db_url=postgres_url, enable_runs=False)
