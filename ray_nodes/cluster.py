@@ -41,6 +41,13 @@ STATE_FILE = "head.json"
 TOKEN_FILE = "auth_token"
 LOCK_FILE = "head.lock"
 START_LOG = "ray-start.log"
+#: How long the local head keeps an idle worker process beyond its CPU count (Ray's default
+#: is 1 s). A pipeline's next node often needs one more worker a second or two later, and a
+#: fresh worker costs about a second here (a Python process importing pandas and the ML
+#: library). The tabular benchmark's seven nodes as bare tasks took 5.9-6.1 s with Ray's
+#: default and 4.4-5.0 s with this one (docs/benchmarks.md).
+#: ``RAY_idle_worker_killing_time_threshold_ms`` in the environment overrides it.
+IDLE_WORKER_KEEP_MS = 60_000
 # Ray's unix sockets live at {temp_dir}/session_<date>_<pid>/sockets/<name>, about 75
 # characters below the temp dir, and a socket path must stay under 108 bytes.
 _MAX_TEMP_DIR_LEN = 30
@@ -232,6 +239,7 @@ def _start_head(
         env.pop(key, None)
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(IDLE_WORKER_KEEP_MS))
     log_path = data_dir / START_LOG
     with open(log_path, "wb") as log:
         # A session of its own: the head survives this process and its terminal, and stop()

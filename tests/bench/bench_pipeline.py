@@ -5,7 +5,9 @@ in five of them, a binary label; 2% of the rows duplicate earlier ones).
 
 Steps, the same on both sides: load -> drop duplicates and fill missing values with means ->
 stratified train/test split -> standard scaling -> XGBoost (2 threads) -> accuracy, precision,
-recall, f1, ROC AUC on the test set -> save the model (XGBoost JSON) with a SHA-256.
+recall, f1, ROC AUC on the test set (predicting with 2 threads) -> save the model (XGBoost
+JSON) with a SHA-256. The training and evaluating nodes ask for 2 CPUs, as many threads as the
+script gives XGBoost.
 
 * Plain: one Python process with pandas, scikit-learn and XGBoost.
 * Pipeline: the node classes, each run as a Ray task with its inputs passed as ObjectRefs
@@ -269,7 +271,9 @@ def _pipeline_once(csv: Path, artifacts: Path, run: str) -> dict[str, float]:
     scaled = step(FeatureScalerNode(), "scale", {"method": "standard"}, split)
     trainer = {"backend": "xgboost", "task": "classification", "hyperparameters": XGB_PARAMS}
     model = step(ModelTrainerNode(), "train", trainer, scaled, cpus=2)
-    metrics = step(ModelEvaluatorNode(), "evaluate", {"feature_importance_top_k": 0}, model, scaled)
+    metrics = step(
+        ModelEvaluatorNode(), "evaluate", {"feature_importance_top_k": 0}, model, scaled, cpus=2
+    )
     saved = step(ModelSaverNode(), "save", {"path": f"models/{run}"}, model)
     result = ray.get(metrics)
     ray.get(saved)
@@ -282,10 +286,18 @@ def pipeline(csv: Path, artifacts: Path, sampler: PeakSampler | None = None) -> 
     import pandas as pd
     import ray
 
+    from ray_nodes.cluster import IDLE_WORKER_KEEP_MS
     from ray_nodes.data_preprocessor import DataPreprocessorNode
     from ray_nodes.node import NodeContext
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Idle workers are kept as long as on raypipe's own head, so that the bare tasks and the
+    # engine run on the same worker pool policy.
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS},
+    )
     result: dict[str, Any] = {"cold": {}}
     with measured(sampler, result["cold"]):
         result["metrics"] = _pipeline_once(csv, artifacts, "cold")
@@ -338,7 +350,7 @@ def _spec() -> Any:
         {"id": "train", "type": "model_trainer", "depends_on": ["scale"], "params": trainer,
          "resources": {"num_cpus": 2}},
         {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "scale"],
-         "params": {"feature_importance_top_k": 0}},
+         "params": {"feature_importance_top_k": 0}, "resources": {"num_cpus": 2}},
         {"id": "save", "type": "model_saver", "depends_on": ["train"], "params": {"path": "model"}},
     ]  # fmt: skip
     return json_format.ParseDict({"nodes": nodes}, pipeline_spec_pb2.PipelineSpec())
