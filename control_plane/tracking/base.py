@@ -33,7 +33,11 @@ class Tracker(Protocol):
         """A restarted control plane follows an active run again."""
 
     def events(self, run: run_pb2.Run, events: Sequence[EngineEvent]) -> None:
-        """Engine events were folded into ``run`` (the stored run after them)."""
+        """Engine events were folded into ``run`` (the stored run after them).
+
+        ``run`` is the control plane's live copy of a followed run, updated in place by the
+        next batch: read what the hook needs during the call, copy anything it keeps.
+        """
 
     def run_finished(self, run: run_pb2.Run) -> None:
         """``run`` reached a terminal state."""
