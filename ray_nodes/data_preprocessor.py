@@ -235,7 +235,7 @@ def _measure(
         column = part[name]
         if method == "most_frequent":
             kept = column if keep is None else column[keep]
-            if _is_numpy_float(kept.dtype):
+            if isinstance(kept.dtype, np.dtype) and _is_float(kept.dtype):
                 # Sorting is many times faster than hashing floats, and sorted counts merge
                 # across partitions by sorting again.
                 values = kept.to_numpy()
@@ -290,10 +290,6 @@ def _settle_collisions(
     groups = np.unique(representative[rows])
     members = np.flatnonzero(np.isin(representative, groups))
     duplicate[members] = frame.take(members).duplicated(keep="first").to_numpy()
-
-
-def _is_numpy_float(dtype: Any) -> bool:
-    return isinstance(dtype, np.dtype) and dtype.kind == "f"
 
 
 class _SortedCounts(NamedTuple):
