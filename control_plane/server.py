@@ -161,7 +161,7 @@ class ControlPlane:
         self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
-        self.repository = repo = open_repository(cfg.database_url)
+        self.repository = repo = open_repository(cfg.database_url, exclusive=True)
         pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
             PipelineService(repo, self.registry), server
         )

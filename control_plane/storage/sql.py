@@ -35,6 +35,7 @@ from control_plane.storage._convert import (
 )
 from control_plane.storage._engine import create_engines, normalize_url
 from control_plane.storage._fastread import FastLookup
+from control_plane.storage._owner import PipelineCache, claim_sqlite_file
 from control_plane.storage._paging import decode_token, page_limit, query_digest
 from control_plane.storage._queries import (
     before,
@@ -69,13 +70,14 @@ CACHE_SOURCE_STATES = (
 )
 
 
-def open_repository(url: str) -> SqlRepository:
+def open_repository(url: str, *, exclusive: bool = False) -> SqlRepository:
     """Open the database at ``url``, migrate it to the newest schema, and return its repository.
 
     Args:
         url: ``sqlite:///path/to/raypipe.db`` or ``postgresql://user:pass@host/db``.
+        exclusive: See :class:`SqlRepository`.
     """
-    repository = SqlRepository(url)
+    repository = SqlRepository(url, exclusive=exclusive)
     try:
         repository.migrate()
     except BaseException:
@@ -87,10 +89,23 @@ def open_repository(url: str) -> SqlRepository:
 class SqlRepository:
     """Pipelines, versions, runs and their history in SQLite or PostgreSQL. Thread-safe."""
 
-    def __init__(self, url: str) -> None:
-        """Connect lazily to ``url``; call :meth:`migrate` (or use :func:`open_repository`)."""
+    def __init__(self, url: str, *, exclusive: bool = False) -> None:
+        """Connect lazily to ``url``; call :meth:`migrate` (or use :func:`open_repository`).
+
+        Args:
+            url: ``sqlite:///path/to/raypipe.db`` or ``postgresql://user:pass@host/db``.
+            exclusive: For the control plane. On SQLite, claim the file for this process
+                (DatabaseInUseError if another holds it; :meth:`close` lets go) and, as its
+                only writer, serve pipelines from memory (see :mod:`._owner`). On PostgreSQL,
+                which replicas share, nothing changes.
+        """
         self.url = normalize_url(url)
         self._closed = False
+        self._claim = None
+        self._cache: PipelineCache | None = None
+        if exclusive and self.url.get_backend_name() == "sqlite":
+            self._claim = claim_sqlite_file(self.url)
+            self._cache = PipelineCache()
         engines = create_engines(self.url)
         self._pool = engines.pool
         self._single = engines.single
@@ -100,6 +115,14 @@ class SqlRepository:
             engines.pool,
             engines.single,
             sa.select(pipelines).where(pipelines.c.id == sa.bindparam("id")),
+        )
+        self._get_version = FastLookup(
+            engines.pool,
+            engines.single,
+            sa.select(pipeline_versions).where(
+                pipeline_versions.c.pipeline_id == sa.bindparam("pipeline_id"),
+                pipeline_versions.c.version_number == sa.bindparam("version_number"),
+            ),
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -120,6 +143,8 @@ class SqlRepository:
         """Close every pooled connection; later calls raise UnavailableError."""
         self._closed = True
         self._pool.dispose()
+        if self._claim is not None:
+            self._claim.release()
 
     # --- pipelines -----------------------------------------------------------------------------
     def create_pipeline(
@@ -155,10 +180,21 @@ class SqlRepository:
         """The pipeline; NotFoundError if there is none. One primary-key lookup."""
         if self._closed:
             raise UnavailableError("storage is closed")
-        row = self._get_pipeline({"id": pipeline_id})
-        if row is None:
-            raise pipeline_not_found(pipeline_id)
-        return pipeline_from_row(row)
+        cache = self._cache
+        if cache is None:
+            row = self._get_pipeline({"id": pipeline_id})
+            if row is None:
+                raise pipeline_not_found(pipeline_id)
+            return pipeline_from_row(row)
+        pipeline = cache.get(pipeline_id)
+        if pipeline is None:
+            generation = cache.generation
+            row = self._get_pipeline({"id": pipeline_id})
+            if row is None:
+                raise pipeline_not_found(pipeline_id)
+            pipeline = pipeline_from_row(row)
+            cache.put(pipeline_id, pipeline, generation)
+        return pipeline
 
     def list_pipelines(
         self, *, page_size: int, page_token: str, terms: Sequence[LabelTerm]
@@ -183,7 +219,7 @@ class SqlRepository:
         Without ``force`` the pipeline must have no run that is pending, running or
         cancelling and no schedule (FailedPreconditionError otherwise).
         """
-        with self._write() as conn:
+        with self._write_pipeline(pipeline_id) as conn:
             # Lock the row first: create_run takes a share lock on it, so no run can slip in
             # between the count below and the delete.
             found = conn.execute(
@@ -256,7 +292,7 @@ class SqlRepository:
         }
         if make_default:
             changes["default_version_number"] = number
-        with self._write() as conn:
+        with self._write_pipeline(pipeline_id) as conn:
             version_number = conn.execute(
                 pipelines.update()
                 .where(pipelines.c.id == pipeline_id)
@@ -287,13 +323,9 @@ class SqlRepository:
 
     def get_version(self, pipeline_id: str, version_number: int) -> pipeline_pb2.PipelineVersion:
         """One version with its spec; NotFoundError naming what is missing."""
-        with self._read(self._single) as conn:
-            row = conn.execute(
-                sa.select(pipeline_versions).where(
-                    pipeline_versions.c.pipeline_id == pipeline_id,
-                    pipeline_versions.c.version_number == version_number,
-                )
-            ).first()
+        if self._closed:
+            raise UnavailableError("storage is closed")
+        row = self._get_version({"pipeline_id": pipeline_id, "version_number": version_number})
         if row is None:
             raise self._missing_version(pipeline_id, version_number)
         return version_from_row(row, with_spec=True)
@@ -329,7 +361,7 @@ class SqlRepository:
 
     def set_default_version(self, pipeline_id: str, version_number: int) -> pipeline_pb2.Pipeline:
         """Point the pipeline's default_version at an existing version (RollbackPipeline)."""
-        with self._write() as conn:
+        with self._write_pipeline(pipeline_id) as conn:
             # FOR NO KEY UPDATE, like the UPDATE below: it serializes with other changes of
             # the row but lets runs of the pipeline be created meanwhile.
             current = conn.execute(
@@ -603,6 +635,17 @@ class SqlRepository:
             raise UnavailableError("storage is closed")
         with self._writer.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _write_pipeline(self, pipeline_id: str) -> Iterator[sa.Connection]:
+        """A write that may change the row of ``pipeline_id``: its cache entry goes once the
+        transaction has ended, committed or not."""
+        try:
+            with self._write() as conn:
+                yield conn
+        finally:
+            if self._cache is not None:
+                self._cache.invalidate(pipeline_id)
 
     def _exists(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> bool:
         query = sa.select(sa.literal(1)).select_from(table).where(*where).limit(1)

@@ -133,6 +133,7 @@ def serve(
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
     from control_plane.server import ServerConfig
     from control_plane.server import serve as run_server
+    from control_plane.storage._owner import DatabaseInUseError
 
     logging.basicConfig(
         level=log_level.upper(),
@@ -143,20 +144,23 @@ def serve(
     tracking_uri = ""
     if not no_mlflow_tracking:
         tracking_uri = mlflow_tracking_uri or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
-    run_server(
-        ServerConfig(
-            data_dir=data_dir.resolve(),
-            host=host,
-            port=port,
-            db_url=db_url,
-            data_roots=roots,
-            ray_address=ray_address,
-            stop_ray_on_exit=stop_ray_on_exit,
-            tracking_uri=tracking_uri,
-            keep_outputs=keep_outputs.replace("-", "_"),
-            health_interval=health_interval,
+    try:
+        run_server(
+            ServerConfig(
+                data_dir=data_dir.resolve(),
+                host=host,
+                port=port,
+                db_url=db_url,
+                data_roots=roots,
+                ray_address=ray_address,
+                stop_ray_on_exit=stop_ray_on_exit,
+                tracking_uri=tracking_uri,
+                keep_outputs=keep_outputs.replace("-", "_"),
+                health_interval=health_interval,
+            )
         )
-    )
+    except DatabaseInUseError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 for _command in (*_cli_pipelines.COMMANDS, *_cli_runs.COMMANDS, _cli_graph.graph):
