@@ -3,7 +3,9 @@
 1. GetPipeline calls per second against a bare grpcio server answering a trivial unary call,
    both measured here with the same layout: each server in its own child process (as in
    production, where clients are other processes), the client in this one over loopback,
-   with 1, 2 and 4 client threads; reported as ratios (target >= 0.7).
+   with 1, 2 and 4 client threads; reported as ratios (target >= 0.7). On the embedded
+   SQLite the control plane serves pipelines from memory (storage/_owner.py), so beside it
+   GetPipelineVersion shows a read that goes to the database every time.
 2. p50/p99 latency of ListPipelineVersions (page of 50) with 10,000 versions stored in SQLite
    (target p99 <= 50 ms).
 """
@@ -23,8 +25,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane.server import ControlPlane, ServerConfig
+from raypipe.v1 import pipeline_pb2, pipeline_service_pb2_grpc, pipeline_spec_pb2
 from raypipe.v1 import pipeline_service_pb2 as pb
-from raypipe.v1 import pipeline_service_pb2_grpc, pipeline_spec_pb2
 
 DURATION_S = 5.0
 CLIENT_THREADS = 1
@@ -98,19 +100,32 @@ def main() -> None:
                 grpc.insecure_channel(f"127.0.0.1:{ours_port}")
             )
             ours.CreatePipeline(pb.CreatePipelineRequest(pipeline_id="bench"))
+            ours.CreatePipelineVersion(
+                pb.CreatePipelineVersionRequest(
+                    parent="pipelines/bench",
+                    pipeline_version=pipeline_pb2.PipelineVersion(spec=_spec()),
+                )
+            )
             get = pb.GetPipelineRequest(name="pipelines/bench")
+            get_version = pb.GetPipelineVersionRequest(name="pipelines/bench/versions/1")
             check = health_pb2.HealthCheckRequest()
             for _ in range(300):  # warm both channels and servers
                 bare.Check(check)
                 ours.GetPipeline(get)
+                ours.GetPipelineVersion(get_version)
             print(
                 "client threads | bare grpcio calls/s | GetPipeline calls/s | ratio (target >= 0.7)"
+                " | GetPipelineVersion calls/s | ratio"
             )
             for threads in THREAD_COUNTS:
                 CLIENT_THREADS = threads
                 base = _throughput(bare.Check, check)
                 rate = _throughput(ours.GetPipeline, get)
-                print(f"{threads:14d} | {base:19.0f} | {rate:19.0f} | {rate / base:5.2f}")
+                uncached = _throughput(ours.GetPipelineVersion, get_version)
+                print(
+                    f"{threads:14d} | {base:19.0f} | {rate:19.0f} | {rate / base:21.2f}"
+                    f" | {uncached:26.0f} | {uncached / base:5.2f}"
+                )
         finally:
             bare_proc.kill()
             ours_proc.kill()
