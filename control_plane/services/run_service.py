@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import grpc
 from google.protobuf import json_format
@@ -183,6 +183,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         self, request: pb.WatchRunRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchRunResponse]:
         run_id = names.parse_run_name(request.name)
+        wanted = _event_types(request.event_types)
         notifier = self._supervisor.notifier
         seen = notifier.version(run_id)
         # The events first, then the run: the snapshot is at least as new as the last event
@@ -199,6 +200,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         )
         snapshot.time.GetCurrentTime()
         yield pb.WatchRunResponse(event=snapshot, run=run)
+        touched: set[str] = set()  # nodes changed since the view was last brought up to date
         while run.state not in TERMINAL_RUN_STATES and context.is_active():
             # Woken by this process's supervisor at once; the timed re-read also picks up
             # events recorded by another replica sharing the database.
@@ -206,10 +208,17 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             events = self._repo.list_events(run_id, after_sequence=last)
             if not events:
                 continue
+            last = events[-1].sequence
+            touched |= touched_nodes(event.node_id for event in events)
+            if wanted is not None:
+                ended = any(event.run_state in TERMINAL_RUN_STATES for event in events)
+                events = [event for event in events if event.type in wanted]
+                if not events and not ended:
+                    continue  # nothing for this watcher; its view catches up when it sends
             # Only the nodes these events touch are read again (a 1,000-node run has
             # thousands of events), and folded into the stream's own copy of the run.
-            touched = touched_nodes(event.node_id for event in events)
             run = view.update(self._repo.get_run(run_id, node_ids=touched))
+            touched = set()
             # The whole run rides on the last event of each batch and on run-state changes;
             # a 1,000-node DAG's record on each of its thousands of events would dwarf them.
             for i, event in enumerate(events):
@@ -217,7 +226,6 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                     i == len(events) - 1 or event.type == run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
                 )
                 yield pb.WatchRunResponse(event=event, run=run if with_run else None)
-            last = events[-1].sequence
 
     # --- retry -------------------------------------------------------------------------------
     @unary
@@ -251,3 +259,20 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             retry_of=original.name,
         )
         return pb.RetryRunResponse(run=self._start(new, version.spec.SerializeToString(), reuse))
+
+
+def _event_types(types: Iterable[int]) -> frozenset[int] | None:
+    """WatchRunRequest.event_types as a set, None for every type; INVALID_ARGUMENT naming
+    each entry that is not a type of event."""
+    problems = [
+        FieldViolation(
+            f"event_types[{i}]",
+            f"{value} is not an event type; use one of "
+            + ", ".join(name for name, number in run_pb2.RunEvent.Type.items() if number != 0),
+        )
+        for i, value in enumerate(types)
+        if value == run_pb2.RunEvent.TYPE_UNSPECIFIED or value not in run_pb2.RunEvent.Type.values()
+    ]
+    if problems:
+        raise InvalidArgumentError.from_violations(problems)
+    return frozenset(types) or None

@@ -397,6 +397,78 @@ def test_watch_from_two_clients_one_joining_late(run_api: Api) -> None:
     assert late[0].run.nodes[0].state == NodeState.STATE_SUCCEEDED
 
 
+def test_watch_filtered_to_run_state_changes(run_api: Api) -> None:
+    """A watcher that asks for run-state changes gets the snapshot and those events only, the
+    same ones (sequence for sequence) a full watcher gets, each with the complete run."""
+    register(run_api, "filtered", chain(20))
+    run = start(run_api, "filtered")
+    full: list[rpb.WatchRunResponse] = []
+    t = threading.Thread(target=_watch, args=(run_api, run.name, full))
+    t.start()
+    only_run = list(
+        run_api.runs.WatchRun(
+            rpb.WatchRunRequest(
+                name=run.name, event_types=[run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED]
+            ),
+            timeout=60,
+        )
+    )
+    t.join()
+    assert only_run[0].event.type == run_pb2.RunEvent.TYPE_SNAPSHOT
+    rest = only_run[1:]
+    assert {r.event.type for r in rest} <= {run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED}
+    assert all(r.HasField("run") for r in only_run)
+    final = only_run[-1].run
+    assert final.state == RunState.STATE_SUCCEEDED
+    assert set(states(final).values()) == {"STATE_SUCCEEDED"}
+    assert len(final.nodes) == 20
+    assert all(n.HasField("end_time") and "duration_seconds" in n.metrics for n in final.nodes)
+    assert final == full[-1].run
+    # Every run-state change after the snapshot, none missing: those the full stream had
+    # after the filtered stream's snapshot.
+    after = only_run[0].event.sequence
+    expected = [
+        r.event.sequence
+        for r in full
+        if r.event.type == run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED and r.event.sequence > after
+    ]
+    assert [r.event.sequence for r in rest] == expected
+    assert expected[-1] == full[-1].event.sequence
+    assert len(full) > 40  # the full stream had every node's events
+
+
+def test_watch_filtered_to_other_events_still_ends_with_the_run(run_api: Api) -> None:
+    """noop nodes report no progress: a watcher of progress only gets the snapshot, and its
+    stream ends when the run does rather than waiting forever."""
+    register(run_api, "progress-only", chain(3, sleep=0.2))
+    run = start(run_api, "progress-only")
+    stream = list(
+        run_api.runs.WatchRun(
+            rpb.WatchRunRequest(name=run.name, event_types=[run_pb2.RunEvent.TYPE_NODE_PROGRESS]),
+            timeout=30,
+        )
+    )
+    assert [r.event.type for r in stream] == [run_pb2.RunEvent.TYPE_SNAPSHOT]
+    assert wait(run_api, run.name).state == RunState.STATE_SUCCEEDED
+
+
+def test_watch_refuses_unknown_event_types(run_api: Api) -> None:
+    register(run_api, "bad-watch", chain(1))
+    run = start(run_api, "bad-watch")
+    details = expect_error(
+        lambda r: list(run_api.runs.WatchRun(r, timeout=30)),
+        rpb.WatchRunRequest(
+            name=run.name,
+            event_types=[run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED, 0, 99],  # type: ignore[list-item]
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert set(details.violations) == {"event_types[1]", "event_types[2]"}
+    assert "0 is not an event type" in details.violations["event_types[1]"]
+    assert "TYPE_RUN_STATE_CHANGED" in details.violations["event_types[2]"]
+    wait(run_api, run.name)
+
+
 def _events(api: Api, name: str) -> list[rpb.WatchRunResponse]:
     return list(api.runs.WatchRun(rpb.WatchRunRequest(name=name), timeout=60))
 

@@ -332,10 +332,14 @@ class AsyncClient(AsyncScheduleMethods):
         return (await self._unary(self._runs.RetryRun, request)).run
 
     async def watch_run(
-        self, run: RunRef, *, timeout: float | None = None
+        self,
+        run: RunRef,
+        *,
+        timeout: float | None = None,
+        event_types: Sequence[run_pb2.RunEvent.Type] = (),
     ) -> AsyncIterator[run_service_pb2.WatchRunResponse]:
         """See :meth:`raypipe.Client.watch_run`; iterate with ``async for``."""
-        request = run_service_pb2.WatchRunRequest(name=run_name(run))
+        request = run_service_pb2.WatchRunRequest(name=run_name(run), event_types=event_types)
         call = self._runs.WatchRun(request, timeout=timeout, metadata=self.metadata)
         try:
             async for response in call:
@@ -365,11 +369,12 @@ class AsyncClient(AsyncScheduleMethods):
         deadline = None if timeout is None else time.monotonic() + timeout
         last: run_pb2.Run | None = None
         backoff = rpc.Backoff()
+        types = () if on_event is not None else rpc.OUTCOME_EVENTS
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise rpc.wait_timeout(run, timeout, last)
-            stream = self.watch_run(run, timeout=remaining)
+            stream = self.watch_run(run, timeout=remaining, event_types=types)
             try:
                 async for response in stream:
                     if response.HasField("run"):

@@ -462,19 +462,27 @@ class Client(ScheduleMethods):
         return self._unary(self._runs.RetryRun, request).run
 
     def watch_run(
-        self, run: RunRef, *, timeout: float | None = None
+        self,
+        run: RunRef,
+        *,
+        timeout: float | None = None,
+        event_types: Sequence[run_pb2.RunEvent.Type] = (),
     ) -> Iterator[run_service_pb2.WatchRunResponse]:
         """Stream a run's events: a snapshot first, then every change until the run ends
         (WatchRun).
 
-        Each response holds the ``event`` and the whole ``run`` as of that event. Closing
-        the iterator (or leaving a ``for`` loop early) cancels the stream.
+        Each response holds the ``event``, and the whole ``run`` as of that event on the
+        snapshot, on run-state changes and on the last event of each batch the server sends.
+        Closing the iterator (or leaving a ``for`` loop early) cancels the stream.
 
         Args:
             run: The run's id or name, a Run message or a handle.
             timeout: Seconds the whole stream may last; None for no limit.
+            event_types: Only events of these types after the snapshot, such as
+                ``[RunEvent.TYPE_RUN_STATE_CHANGED]`` to follow the run but not its nodes;
+                empty for every event. The stream still ends when the run does.
         """
-        request = run_service_pb2.WatchRunRequest(name=run_name(run))
+        request = run_service_pb2.WatchRunRequest(name=run_name(run), event_types=event_types)
         try:
             call = self._runs.WatchRun(request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as e:
@@ -511,6 +519,9 @@ class Client(ScheduleMethods):
         A stream broken by UNAVAILABLE (a server restart, a network blip) is reopened with
         backoff; the server replays the run's current state, so nothing is missed.
 
+        Without ``on_event`` it asks the server for run-state changes only, so a large run
+        does not stream thousands of node events to a caller that only wants the outcome.
+
         Args:
             run: The run's id or name, a Run message or a handle.
             timeout: Seconds to wait at most; None for no limit.
@@ -529,12 +540,13 @@ class Client(ScheduleMethods):
         deadline = None if timeout is None else time.monotonic() + timeout
         last: run_pb2.Run | None = None
         backoff = rpc.Backoff()
+        types = () if on_event is not None else rpc.OUTCOME_EVENTS
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise rpc.wait_timeout(run, timeout, last)
             try:
-                for response in self.watch_run(run, timeout=remaining):
+                for response in self.watch_run(run, timeout=remaining, event_types=types):
                     if response.HasField("run"):
                         last = response.run
                     backoff.reset()

@@ -51,6 +51,10 @@ TERMINAL_STATES = frozenset(
     {run_pb2.Run.STATE_SUCCEEDED, run_pb2.Run.STATE_FAILED, run_pb2.Run.STATE_CANCELLED}
 )
 
+#: What a wait without progress callbacks asks WatchRun for: the run's state changes, not
+#: every node's.
+OUTCOME_EVENTS = (run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,)
+
 
 def normalize_metadata(metadata: Metadata) -> tuple[tuple[str, str], ...]:
     items = metadata.items() if isinstance(metadata, Mapping) else metadata
