@@ -27,6 +27,11 @@ from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
 log = logging.getLogger("raypipe.runs")
 
+#: How long the polling loop sleeps while it follows no run. Only ``submit`` starts following
+#: one, and it wakes the loop at once, so this is a backstop, not a latency: a run started on
+#: an idle server is polled for within milliseconds.
+IDLE_WAIT_S = 30.0
+
 RunState = run_pb2.Run.State
 NodeState = run_pb2.NodeExecution.State
 TERMINAL_RUN_STATES = frozenset(
@@ -353,6 +358,7 @@ class RunSupervisor:
         self._views: dict[str, RunView] = {}  # the followed runs, whole (this loop's only)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._followed = threading.Event()  # set when a run is followed (and at stop)
         self._thread = threading.Thread(target=self._loop, name="run-supervisor", daemon=True)
 
     def start(self, rebuild: Callable[[str], RunSubmission | None]) -> None:
@@ -381,6 +387,7 @@ class RunSupervisor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._followed.set()
         self._thread.join(timeout=self._poll_timeout + 5)
         self.tracker.close()
 
@@ -461,6 +468,7 @@ class RunSupervisor:
         self._engine.submit(submission)
         with self._lock:
             self._cursors.setdefault(submission.run_id, 0)
+        self._followed.set()  # an idle loop starts polling at once
 
     def cancel(self, run_id: str) -> None:
         self._engine.cancel(run_id)
@@ -477,10 +485,11 @@ class RunSupervisor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._followed.clear()  # before the read: a run followed after it sets it again
             with self._lock:
                 cursors = dict(self._cursors)
             if not cursors:
-                self._stop.wait(0.05)
+                self._followed.wait(IDLE_WAIT_S)
                 continue
             try:
                 result = self._engine.poll(cursors, self._poll_timeout)
