@@ -134,15 +134,18 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_ones(
     _uses_the_database_asked_for(server_process, db_url)
     api.pipelines.CreatePipeline(pb.CreatePipelineRequest(pipeline_id="big"))
     spec = _dense_spec()
-    # How long the call takes on this machine: SIGTERM goes a third of that into the next one,
-    # when the server has long received it and is still working on it.
-    started = time.monotonic()
-    api.pipelines.CreatePipelineVersion(_create(spec), timeout=60)
-    took = time.monotonic() - started
+    # How long the call takes on this machine, at its fastest of two (a first call slowed by
+    # whatever else the machine does would overstate it): SIGTERM goes a quarter of that into
+    # the next one, when the server has long received it and is still working on it.
+    took = 60.0
+    for _ in range(2):
+        started = time.monotonic()
+        api.pipelines.CreatePipelineVersion(_create(spec), timeout=60)
+        took = min(took, time.monotonic() - started)
     assert took >= 0.3, f"the call is too fast ({took:.2f} s) to be caught in flight"
 
     in_flight = api.pipelines.CreatePipelineVersion.future(_create(spec), timeout=60)
-    time.sleep(took / 3)
+    time.sleep(took / 4)
     assert not in_flight.done(), "the call ended before SIGTERM"
     assert server_process.proc is not None
     server_process.proc.send_signal(signal.SIGTERM)
@@ -163,7 +166,7 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_ones(
     assert still_running, "the call had ended before a new call was refused"
 
     version = in_flight.result().pipeline_version
-    assert version.name == "pipelines/big/versions/2"
+    assert version.name == "pipelines/big/versions/3"
     assert len(version.spec.nodes) == 10_000
     assert server_process.proc.wait(timeout=60) == 0
     api.channel.close()
@@ -171,7 +174,7 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_ones(
     # What the call acknowledged was committed.
     api = Api.connect(server_process.start())
     stored = api.pipelines.GetPipelineVersion(
-        pb.GetPipelineVersionRequest(name="pipelines/big/versions/2")
+        pb.GetPipelineVersionRequest(name="pipelines/big/versions/3")
     ).pipeline_version
     assert stored.spec == spec
     api.channel.close()
