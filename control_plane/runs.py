@@ -486,6 +486,8 @@ class RunSupervisor:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._followed.clear()  # before the read: a run followed after it sets it again
+            if self._stop.is_set():
+                break  # stop() sets _stop before _followed: its wake-up may just be cleared
             with self._lock:
                 cursors = dict(self._cursors)
             if not cursors:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from raypipe.v1 import pipeline_pb2
 
-__all__ = ["DatabaseInUseError", "PipelineCache", "claim_sqlite_file"]
+__all__ = ["DatabaseInUseError", "PipelineCache", "claim_sqlite_file", "sqlite_path"]
 
 #: Pipelines kept in memory; when it is full, the least recently read one goes.
 CACHE_SIZE = 10_000
@@ -36,13 +36,31 @@ class DatabaseInUseError(RuntimeError):
     """Another control plane holds the SQLite database."""
 
 
-def claim_sqlite_file(url: sa.URL) -> filelock.BaseFileLock:
-    """Take the exclusive claim on the SQLite file of ``url``, or raise DatabaseInUseError.
+def sqlite_path(pool: sa.Engine) -> Path:
+    """The absolute path of the SQLite file ``pool`` opens, as SQLite itself resolved it
+    (``PRAGMA database_list``), so that ``file:`` URIs, relative paths and symlinks all name
+    the file they really open."""
+    connection = pool.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            rows = cursor.execute("PRAGMA database_list").fetchall()
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+    main = next((row[2] for row in rows if row[1] == "main"), "")
+    if not main:
+        raise ValueError("the SQLite database has no file to claim")
+    return Path(main).resolve()
+
+
+def claim_sqlite_file(database: Path) -> filelock.BaseFileLock:
+    """Take the exclusive claim on the SQLite file ``database``, or raise DatabaseInUseError.
 
     The lock file is the database's path with ``-raypipe.lock`` appended; it is left in
     place when released (removing it would race with a process about to lock it).
     """
-    database = Path(url.database or "").resolve()
     lock = filelock.FileLock(f"{database}-raypipe.lock", thread_local=False)
     try:
         lock.acquire(timeout=0)

@@ -9,12 +9,15 @@ snapshot read, or a write that holds its locks until commit.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import filelock
 import sqlalchemy as sa
 
 from control_plane.errors import (
@@ -35,7 +38,7 @@ from control_plane.storage._convert import (
 )
 from control_plane.storage._engine import create_engines, normalize_url
 from control_plane.storage._fastread import FastLookup
-from control_plane.storage._owner import PipelineCache, claim_sqlite_file
+from control_plane.storage._owner import PipelineCache, claim_sqlite_file, sqlite_path
 from control_plane.storage._paging import decode_token, page_limit, query_digest
 from control_plane.storage._queries import (
     before,
@@ -62,6 +65,11 @@ from control_plane.storage.repository import LabelTerm, NewRun, Page, RunChange,
 from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
 
 __all__ = ["SqlRepository", "normalize_url", "open_repository"]
+
+log = logging.getLogger("raypipe.storage")
+
+#: How long closing storage waits for writes under way to end.
+CLOSE_WAIT_S = 30.0
 
 #: Node states whose output a later run may reuse through the cross-run cache.
 CACHE_SOURCE_STATES = (
@@ -101,12 +109,15 @@ class SqlRepository:
         """
         self.url = normalize_url(url)
         self._closed = False
-        self._claim = None
+        self._claim: filelock.BaseFileLock | None = None
         self._cache: PipelineCache | None = None
+        # Writes in flight: close() lets them end before it lets go of the claim.
+        self._writes = 0
+        self._writes_ended = threading.Condition()
+        engines = create_engines(self.url)  # refuses URLs that are no file (":memory:")
         if exclusive and self.url.get_backend_name() == "sqlite":
-            self._claim = claim_sqlite_file(self.url)
+            self._claim = claim_sqlite_file(sqlite_path(engines.pool))
             self._cache = PipelineCache()
-        engines = create_engines(self.url)
         self._pool = engines.pool
         self._single = engines.single
         self._snapshot = engines.snapshot
@@ -139,12 +150,27 @@ class SqlRepository:
         except sa.exc.SQLAlchemyError as exc:
             raise UnavailableError(f"the database does not answer: {exc}") from exc
 
-    def close(self) -> None:
-        """Close every pooled connection; later calls raise UnavailableError."""
-        self._closed = True
+    def close(self, wait_for_writes_s: float = CLOSE_WAIT_S) -> None:
+        """Close every pooled connection; later calls raise UnavailableError.
+
+        Writes already under way get up to ``wait_for_writes_s`` to end first. The claim on
+        a SQLite file is let go only once none is left: a write that committed after a new
+        server had claimed the file would leave that server's cache stale. (Should one still
+        be running, the claim goes with the process.)
+        """
+        with self._writes_ended:
+            self._closed = True
+            drained = self._writes_ended.wait_for(lambda: self._writes == 0, wait_for_writes_s)
         self._pool.dispose()
         if self._claim is not None:
-            self._claim.release()
+            if drained:
+                self._claim.release()
+            else:
+                log.warning(
+                    "storage closed with %d write(s) still running; the claim on the SQLite "
+                    "file is kept until this process exits",
+                    self._writes,
+                )
 
     # --- pipelines -----------------------------------------------------------------------------
     def create_pipeline(
@@ -631,10 +657,17 @@ class SqlRepository:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        if self._closed:
-            raise UnavailableError("storage is closed")
-        with self._writer.begin() as conn:
-            yield conn
+        with self._writes_ended:
+            if self._closed:
+                raise UnavailableError("storage is closed")
+            self._writes += 1
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        finally:
+            with self._writes_ended:
+                self._writes -= 1
+                self._writes_ended.notify_all()
 
     @contextmanager
     def _write_pipeline(self, pipeline_id: str) -> Iterator[sa.Connection]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.errors import NotFoundError
+from control_plane.errors import NotFoundError, UnavailableError
 from control_plane.storage._owner import DatabaseInUseError
 from control_plane.storage.sql import SqlRepository, open_repository
 from tests.integration.conftest import ServerProcess
@@ -100,6 +100,83 @@ def test_the_claim_dies_with_its_process(sqlite_url: str) -> None:
         if holder.poll() is None:
             holder.kill()
     open_repository(sqlite_url, exclusive=True).close()
+
+
+def test_every_spelling_of_the_file_meets_the_same_claim(
+    owner: SqlRepository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is on the file SQLite opens, whatever the URL says: a ``file:`` URI, a
+    relative path from another directory, a path through a symlink."""
+    database = tmp_path / "raypipe.db"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for url in (
+        f"sqlite:///file:{database}?uri=true",
+        "sqlite:///../raypipe.db",
+        f"sqlite:///{tmp_path / 'link' / 'raypipe.db'}",
+    ):
+        with pytest.raises(DatabaseInUseError):
+            SqlRepository(url, exclusive=True)
+    assert not (tmp_path / "elsewhere" / "file:").exists()
+
+
+def test_a_url_that_is_no_file_is_refused_before_any_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ValueError, match="in-memory"):
+            SqlRepository(url, exclusive=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_close_lets_writes_under_way_end_before_it_lets_go(sqlite_url: str) -> None:
+    first = open_repository(sqlite_url, exclusive=True)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with first._write():
+            writing.set()
+            assert release.wait(30)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert writing.wait(30)
+    closer = threading.Thread(target=first.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "close() returned while a write was still under way"
+    with pytest.raises(DatabaseInUseError):
+        SqlRepository(sqlite_url, exclusive=True)
+    release.set()
+    writer.join(30)
+    closer.join(30)
+    assert not closer.is_alive()
+    open_repository(sqlite_url, exclusive=True).close()  # let go once the write ended
+
+
+def test_a_write_that_outlasts_close_keeps_the_claim(sqlite_url: str) -> None:
+    first = open_repository(sqlite_url, exclusive=True)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with first._write():
+            writing.set()
+            assert release.wait(30)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    assert writing.wait(30)
+    first.close(wait_for_writes_s=0.1)
+    with pytest.raises(DatabaseInUseError):  # held until this process exits
+        SqlRepository(sqlite_url, exclusive=True)
+    release.set()
+    writer.join(30)
+    with pytest.raises(UnavailableError):  # and nothing new starts on closed storage
+        add_pipeline(first, "late")
+    assert first._claim is not None
+    first._claim.release()  # the test's stand-in for the process exiting
 
 
 def test_postgresql_takes_no_claim_and_reads_are_shared(postgres_url: str) -> None:
