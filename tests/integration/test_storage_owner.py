@@ -131,18 +131,24 @@ def test_a_url_that_is_no_file_is_refused_before_any_claim(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_close_lets_writes_under_way_end_before_it_lets_go(sqlite_url: str) -> None:
-    first = open_repository(sqlite_url, exclusive=True)
+def _hold_a_write(repo: SqlRepository) -> tuple[threading.Thread, threading.Event]:
+    """A write transaction held open in a thread until the returned event is set."""
     writing, release = threading.Event(), threading.Event()
 
     def slow_write() -> None:
-        with first._write():
+        with repo._write():
             writing.set()
             assert release.wait(30)
 
     writer = threading.Thread(target=slow_write)
     writer.start()
     assert writing.wait(30)
+    return writer, release
+
+
+def test_close_lets_writes_under_way_end_before_it_lets_go(sqlite_url: str) -> None:
+    first = open_repository(sqlite_url, exclusive=True)
+    writer, release = _hold_a_write(first)
     closer = threading.Thread(target=first.close)
     closer.start()
     closer.join(0.5)
@@ -158,16 +164,7 @@ def test_close_lets_writes_under_way_end_before_it_lets_go(sqlite_url: str) -> N
 
 def test_a_write_that_outlasts_close_keeps_the_claim(sqlite_url: str) -> None:
     first = open_repository(sqlite_url, exclusive=True)
-    writing, release = threading.Event(), threading.Event()
-
-    def slow_write() -> None:
-        with first._write():
-            writing.set()
-            assert release.wait(30)
-
-    writer = threading.Thread(target=slow_write)
-    writer.start()
-    assert writing.wait(30)
+    writer, release = _hold_a_write(first)
     first.close(wait_for_writes_s=0.1)
     with pytest.raises(DatabaseInUseError):  # held until this process exits
         SqlRepository(sqlite_url, exclusive=True)
@@ -204,27 +201,14 @@ def test_a_second_server_on_the_same_data_dir_exits_with_the_reason(
     first = ServerProcess(tmp_path / "data", "--ray-address", ray_head.address, env=env)
     first.start()
     try:
-        second = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "raypipe.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--ray-address",
-                ray_head.address,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **env},
-        )
-        assert second.returncode == 1, second.stderr[-2000:]
-        assert "in use by another raypipe control plane" in second.stderr
-        assert "Traceback" not in second.stderr
+        second = ServerProcess(tmp_path / "data", "--ray-address", ray_head.address, env=env)
+        with pytest.raises(RuntimeError, match="server exited early"):
+            second.start(timeout=120)
+        assert second.proc is not None
+        assert second.proc.wait(timeout=30) == 1
+        log = second.log.read_text()  # both servers write here; only the second fails
+        assert "in use by another raypipe control plane" in log
+        assert "Traceback" not in log
         assert first.proc is not None
         assert first.proc.poll() is None, "the first one serves on"
     finally:
