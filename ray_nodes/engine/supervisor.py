@@ -146,13 +146,13 @@ class Supervisor:
         """Events after each cursor, waiting up to ``timeout_s`` for the first. Returns early
         (possibly empty) when a new run is submitted, so a caller can start following it.
 
-        Events that arrive while the caller waits are gathered for :data:`POLL_COALESCE_S`
-        before the call returns: a burst of node events (a wide fan-out finishing) becomes
-        one reply rather than one round trip each. A reply with a run's final event goes
-        out at once.
+        Events are gathered until the oldest of them is :data:`POLL_COALESCE_S` old before
+        the call returns: a burst of node events (a wide fan-out finishing, a chain of quick
+        nodes) becomes a few replies, and the caller a few transactions, rather than one per
+        round trip, while no event waits longer than that. A reply with a run's final event
+        goes out at once.
         """
         deadline = time.monotonic() + timeout_s
-        waited = False
         async with self._changed:
             known = len(self._runs)
             while True:
@@ -164,18 +164,20 @@ class Supervisor:
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     return {}, []
-                waited = True
-        if waited and found and not unknown and not self._ended(found):
-            found, unknown = await self._coalesce(cursors)
+        if found and not unknown and not self._ended(found):
+            oldest = min(events[0].time for events in found.values())
+            found, unknown = await self._coalesce(cursors, oldest + POLL_COALESCE_S)
         return found, unknown
 
     async def _coalesce(
-        self, cursors: Mapping[str, int]
+        self, cursors: Mapping[str, int], until: float
     ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
-        """Gather events for up to :data:`POLL_COALESCE_S`, but only until one of the runs
-        the caller follows ends: its final event goes out at once. (A run of a few quick
-        nodes ends well inside the window.) Only run ends wake this, not every event."""
-        deadline = time.monotonic() + POLL_COALESCE_S
+        """Gather events until ``until`` (wall-clock time: the oldest event found, plus
+        :data:`POLL_COALESCE_S`), but only until one of the runs the caller follows ends: its
+        final event goes out at once. (A run of a few quick nodes ends well inside the
+        window.) Only run ends wake this, not every event."""
+        # Bounded by the window itself, should the wall clock step back meanwhile.
+        deadline = time.monotonic() + min(POLL_COALESCE_S, max(0.0, until - time.time()))
         async with self._ends:
             while (remaining := deadline - time.monotonic()) > 0:
                 try:

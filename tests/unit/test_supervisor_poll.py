@@ -8,6 +8,7 @@ a run it follows must not sit out the rest of that window.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -113,3 +114,40 @@ def test_a_burst_is_gathered_into_one_reply(
         return len(found["r1"])
 
     assert loop.run_until_complete(scenario()) == 50
+
+
+def test_events_already_waiting_are_gathered_too(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that finds events at once (the caller was busy storing the previous batch)
+    still gathers until the oldest is POLL_COALESCE_S old: a chain of quick nodes becomes a
+    few batches, not one per round trip."""
+    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 0.3)
+    sup = _supervisor("r1")
+    run = sup._runs["r1"]
+
+    async def scenario() -> list[str]:
+        await sup._emit(run, kind="node", node_id="a", state="SUCCEEDED")
+        poll = asyncio.ensure_future(sup.poll({"r1": 0}, 30))
+        await asyncio.sleep(0.05)
+        await sup._emit(run, kind="node", node_id="b", state="SUCCEEDED")
+        found, _ = await asyncio.wait_for(poll, 20)
+        return [e.node_id for e in found["r1"]]
+
+    assert loop.run_until_complete(scenario()) == ["a", "b"]
+
+
+def test_events_older_than_the_window_go_out_at_once(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 600.0)
+    sup = _supervisor("r1")
+    run = sup._runs["r1"]
+
+    async def scenario() -> list[str]:
+        await sup._emit(run, kind="node", node_id="a", state="SUCCEEDED")
+        run.events[0] = dataclasses.replace(run.events[0], time=run.events[0].time - 601)
+        found, _ = await asyncio.wait_for(sup.poll({"r1": 0}, 30), 20)
+        return [e.node_id for e in found["r1"]]
+
+    assert loop.run_until_complete(scenario()) == ["a"]
