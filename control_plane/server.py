@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
-import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -106,15 +105,6 @@ class ServerConfig:
     def artifact_location(self) -> str:
         return self.artifact_root or str(self.data_dir / "artifacts")
 
-    @property
-    def sqlite_file(self) -> Path | None:
-        """The database file when the database is a SQLite file given by its path."""
-        url = sa.make_url(self.database_url)
-        database = url.database or ""
-        if url.get_backend_name() != "sqlite" or not database or database.startswith("file:"):
-            return None
-        return Path(database)
-
 
 class ControlPlane:
     """A running control plane. ``start()`` binds the port; ``stop()`` drains and closes."""
@@ -203,15 +193,9 @@ class ControlPlane:
         if repo is None:
             return "storage is not open"
         try:
-            repo.ping()
+            repo.ping()  # on SQLite also that the file is still there
         except Exception as exc:  # any failure means "not serving"; the loop goes on
             return str(exc) or type(exc).__name__
-        # An open SQLite connection answers even after its file was deleted or its directory
-        # moved away (it still holds the old file), while new connections cannot open it and
-        # whatever is written goes where the next server will not find it.
-        sqlite_file = self.config.sqlite_file
-        if sqlite_file is not None and not sqlite_file.exists():
-            return f"the SQLite database {sqlite_file} is gone"
         return ""
 
     def _start_runs(self, server: grpc.Server, repo: Repository) -> None:

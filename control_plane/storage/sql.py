@@ -14,6 +14,7 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -115,8 +116,11 @@ class SqlRepository:
         self._writes = 0
         self._writes_ended = threading.Condition()
         engines = create_engines(self.url)  # refuses URLs that are no file (":memory:")
+        #: The SQLite file this process claimed (exclusive mode), as SQLite opened it.
+        self.sqlite_file: Path | None = None
         if exclusive and self.url.get_backend_name() == "sqlite":
-            self._claim = claim_sqlite_file(sqlite_path(engines.pool))
+            self.sqlite_file = sqlite_path(engines.pool)
+            self._claim = claim_sqlite_file(self.sqlite_file)
             self._cache = PipelineCache()
         self._pool = engines.pool
         self._single = engines.single
@@ -143,12 +147,18 @@ class SqlRepository:
             _migrate.upgrade(conn)
 
     def ping(self) -> None:
-        """Raise UnavailableError unless the database answers a trivial query."""
+        """Raise UnavailableError unless the database answers a trivial query and, for a
+        claimed SQLite file, that file is still at its path: an open SQLite connection keeps
+        answering after its file was deleted or its directory moved away (it holds the old
+        file), while new connections cannot open it and whatever is written goes where the
+        next server will not find it."""
         try:
             with self._read(self._single) as conn:
                 conn.execute(sa.text("SELECT 1")).one()
         except sa.exc.SQLAlchemyError as exc:
             raise UnavailableError(f"the database does not answer: {exc}") from exc
+        if self.sqlite_file is not None and not self.sqlite_file.exists():
+            raise UnavailableError(f"the SQLite database {self.sqlite_file} is gone")
 
     def close(self, wait_for_writes_s: float = CLOSE_WAIT_S) -> None:
         """Close every pooled connection; later calls raise UnavailableError.
@@ -207,18 +217,14 @@ class SqlRepository:
         if self._closed:
             raise UnavailableError("storage is closed")
         cache = self._cache
-        if cache is None:
-            row = self._get_pipeline({"id": pipeline_id})
-            if row is None:
-                raise pipeline_not_found(pipeline_id)
-            return pipeline_from_row(row)
-        pipeline = cache.get(pipeline_id)
-        if pipeline is None:
-            generation = cache.generation
-            row = self._get_pipeline({"id": pipeline_id})
-            if row is None:
-                raise pipeline_not_found(pipeline_id)
-            pipeline = pipeline_from_row(row)
+        if cache is not None and (cached := cache.get(pipeline_id)) is not None:
+            return cached
+        generation = cache.generation if cache is not None else 0
+        row = self._get_pipeline({"id": pipeline_id})
+        if row is None:
+            raise pipeline_not_found(pipeline_id)
+        pipeline = pipeline_from_row(row)
+        if cache is not None:
             cache.put(pipeline_id, pipeline, generation)
         return pipeline
 

@@ -51,7 +51,7 @@ HARVEST_DELAY_PER_REF_S = 5e-6
 STORE_OUTPUTS_TIMEOUT_S = 600.0
 #: How long a running node's report waits for its upstream nodes' ends to be reported first.
 UPSTREAM_REPORT_WAIT_S = 5.0
-#: How long a poll that had to wait gathers further events before it replies.
+#: How long a poll gathers events, counted from the oldest, before it replies.
 POLL_COALESCE_S = 0.05
 
 _execute = ray.remote(num_returns=2)(execute_node)
