@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.drain import DrainGate
 from control_plane.services.pipeline_service import PipelineService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
@@ -121,6 +123,7 @@ class ControlPlane:
         self._health_lock = threading.Lock()  # orders the health loop's changes and stop()'s
         self._health_thread: threading.Thread | None = None
         self._services: tuple[str, ...] = PIPELINE_SERVICES
+        self._gate = DrainGate(PIPELINE_SERVICES)
         self.local_head: LocalHead | None = None
         self.engine: RayEngine | None = None
         self.supervisor: RunSupervisor | None = None
@@ -131,16 +134,18 @@ class ControlPlane:
         """Open storage, connect to Ray, register the services and listen; returns the port."""
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        services = PIPELINE_SERVICES + (RUN_SERVICES if cfg.enable_runs else ())
+        self._services = services
+        self._gate = DrainGate(services)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
+            interceptors=[self._gate],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        services = PIPELINE_SERVICES + (RUN_SERVICES if cfg.enable_runs else ())
-        self._services = services
         # Health answers from the first moment, NOT_SERVING until storage (and Ray) are ready,
         # so load balancers and health probes never route to a server that cannot answer.
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -266,7 +271,12 @@ class ControlPlane:
             self._stopped.set()  # also ends the health loop, which then changes nothing
             self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
-            self._server.stop(grace).wait()
+            # New calls get UNAVAILABLE while those in flight finish; then gRPC stops, and
+            # cancels whatever outlasted the grace period.
+            started = time.monotonic()
+            if not self._gate.drain(grace):
+                log.warning("%d call(s) still in flight after %.0f s", self._gate.active, grace)
+            self._server.stop(max(0.0, grace - (time.monotonic() - started))).wait()
         if self._health_thread is not None:
             self._health_thread.join(timeout=5)  # a check in progress; storage closes below
         if self.scheduler is not None:

@@ -11,7 +11,7 @@ import grpc
 
 from raypipe.v1 import pipeline_pb2, pipeline_service_pb2_grpc, pipeline_spec_pb2
 from raypipe.v1 import pipeline_service_pb2 as pb
-from tests.integration.conftest import Api, ServerProcess
+from tests.integration.conftest import Api, ErrorDetails, ServerProcess, error_details
 from tests.integration.test_pipeline_service import chain_spec
 
 
@@ -150,8 +150,9 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_ones(
     assert server_process.proc is not None
     server_process.proc.send_signal(signal.SIGTERM)
 
-    # New calls (on new connections) are refused while the one in flight still runs.
-    refused: grpc.StatusCode | None = None
+    # New calls (on new connections) are refused, with a status clients retry, while the one
+    # in flight still runs.
+    refused: ErrorDetails | None = None
     while refused is None and not in_flight.done():
         with grpc.insecure_channel(address) as channel:
             try:
@@ -159,10 +160,12 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_ones(
                     pb.ListNodeTypesRequest(), timeout=5
                 )
             except grpc.RpcError as exc:
-                refused = exc.code()
+                refused = error_details(exc)
         time.sleep(0.02)
     still_running = not in_flight.done()
-    assert refused == grpc.StatusCode.UNAVAILABLE, "no new call was refused during the call"
+    assert refused is not None, "no new call was refused during the call"
+    assert refused.code == grpc.StatusCode.UNAVAILABLE, refused
+    assert refused.reason == "SHUTTING_DOWN", refused
     assert still_running, "the call had ended before a new call was refused"
 
     version = in_flight.result().pipeline_version
