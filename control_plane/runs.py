@@ -314,6 +314,18 @@ class RunNotifier:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server is shutting down: streams end instead of waiting on."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake every waiting stream for good (the server is shutting down)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def notify(self, run_ids: Iterable[str]) -> None:
         with self._cond:
@@ -326,9 +338,12 @@ class RunNotifier:
             return self._versions.get(run_id, 0)
 
     def wait(self, run_id: str, seen: int, timeout: float) -> int:
-        """Block until the run's version passes ``seen`` or ``timeout`` elapses."""
+        """Block until the run's version passes ``seen``, ``timeout`` elapses or the
+        notifier closes."""
         with self._cond:
-            self._cond.wait_for(lambda: self._versions.get(run_id, 0) != seen, timeout)
+            self._cond.wait_for(
+                lambda: self._closed or self._versions.get(run_id, 0) != seen, timeout
+            )
             return self._versions.get(run_id, 0)
 
 

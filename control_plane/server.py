@@ -271,9 +271,11 @@ class ControlPlane:
             self._stopped.set()  # also ends the health loop, which then changes nothing
             self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
-            # New calls get UNAVAILABLE while those in flight finish; then gRPC stops, and
-            # cancels whatever outlasted the grace period.
+            # New calls get UNAVAILABLE while those in flight finish, and WatchRun streams
+            # end at once; then gRPC stops, and cancels whatever outlasted the grace period.
             started = time.monotonic()
+            if self.supervisor is not None:
+                self.supervisor.notifier.close()  # WatchRun streams end, UNAVAILABLE
             if not self._gate.drain(grace):
                 log.warning("%d call(s) still in flight after %.0f s", self._gate.active, grace)
             self._server.stop(max(0.0, grace - (time.monotonic() - started))).wait()

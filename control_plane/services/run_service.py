@@ -10,7 +10,12 @@ import grpc
 from google.protobuf import json_format
 
 from control_plane import names
-from control_plane.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
+from control_plane.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    UnavailableError,
+)
 from control_plane.filtering import parse_filter
 from control_plane.runs import (
     TERMINAL_RUN_STATES,
@@ -205,6 +210,13 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
             # Woken by this process's supervisor at once; the timed re-read also picks up
             # events recorded by another replica sharing the database.
             seen = notifier.wait(run_id, seen, self._watch_poll)
+            if notifier.closed:
+                # A watcher would otherwise hold the shutdown for the whole grace period;
+                # it re-attaches to the restarted server (or another replica) and gets a
+                # fresh snapshot, as the SDK does on UNAVAILABLE.
+                raise UnavailableError(
+                    "the server is shutting down; watch the run again", reason="SHUTTING_DOWN"
+                )
             events = self._repo.list_events(run_id, after_sequence=last)
             if not events:
                 continue

@@ -15,7 +15,13 @@ from control_plane.server import ControlPlane, ServerConfig
 from raypipe.v1 import pipeline_pb2, pipeline_spec_pb2, run_pb2
 from raypipe.v1 import pipeline_service_pb2 as ppb
 from raypipe.v1 import run_service_pb2 as rpb
-from tests.integration.conftest import Api, ServerProcess, expect_error
+from tests.integration.conftest import (
+    Api,
+    ErrorDetails,
+    ServerProcess,
+    error_details,
+    expect_error,
+)
 
 if TYPE_CHECKING:
     from ray_nodes.cluster import LocalHead
@@ -395,6 +401,43 @@ def test_watch_from_two_clients_one_joining_late(run_api: Api) -> None:
         assert (f"n{i}", "STATE_SUCCEEDED") in node_events
     # the late watcher's snapshot already showed progress
     assert late[0].run.nodes[0].state == NodeState.STATE_SUCCEEDED
+
+
+def test_stop_ends_watch_streams_at_once_with_unavailable(
+    run_plane: ControlPlane, run_api: Api
+) -> None:
+    """A watcher must not hold the shutdown for its grace period: its stream ends with a
+    status the SDK reconnects on, and the run itself goes on in Ray."""
+    register(run_api, "watched-at-stop", chain(1, sleep=3))
+    run = start(run_api, "watched-at-stop")
+    received: list[rpb.WatchRunResponse] = []
+    ended: list[ErrorDetails] = []
+
+    def watch() -> None:
+        try:
+            for response in run_api.runs.WatchRun(rpb.WatchRunRequest(name=run.name), timeout=60):
+                received.append(response)
+        except grpc.RpcError as exc:
+            ended.append(error_details(exc))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for _ in range(500):
+        if received:
+            break
+        time.sleep(0.01)
+    assert received
+    assert received[0].event.type == run_pb2.RunEvent.TYPE_SNAPSHOT
+    stopping = threading.Thread(target=run_plane.stop, kwargs={"grace": 60})
+    stopping.start()
+    watcher.join(timeout=30)
+    stopping.join(timeout=30)
+    assert not stopping.is_alive(), "stop() waited on the stream"
+    # Without the notifier's close the stream would end with the run: SUCCEEDED, no error.
+    assert [(e.code, e.reason) for e in ended] == [
+        (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")
+    ], received[-1].run.state
+    assert all(r.run.state not in TERMINAL for r in received if r.HasField("run"))
 
 
 def test_watch_filtered_to_run_state_changes(run_api: Api) -> None:
