@@ -122,8 +122,8 @@ class ControlPlane:
         self._done = threading.Event()
         self._health_lock = threading.Lock()  # orders the health loop's changes and stop()'s
         self._health_thread: threading.Thread | None = None
-        self._services: tuple[str, ...] = PIPELINE_SERVICES
-        self._gate = DrainGate(PIPELINE_SERVICES)
+        self._services = PIPELINE_SERVICES + (RUN_SERVICES if config.enable_runs else ())
+        self._gate = DrainGate(self._services)
         self.local_head: LocalHead | None = None
         self.engine: RayEngine | None = None
         self.supervisor: RunSupervisor | None = None
@@ -134,9 +134,6 @@ class ControlPlane:
         """Open storage, connect to Ray, register the services and listen; returns the port."""
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        services = PIPELINE_SERVICES + (RUN_SERVICES if cfg.enable_runs else ())
-        self._services = services
-        self._gate = DrainGate(services)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
             interceptors=[self._gate],
@@ -151,7 +148,7 @@ class ControlPlane:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection(
-            (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
         if self.port == 0:
