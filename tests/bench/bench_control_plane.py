@@ -27,8 +27,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from control_plane.server import ControlPlane, ServerConfig
 from raypipe.v1 import pipeline_pb2, pipeline_service_pb2_grpc, pipeline_spec_pb2
 from raypipe.v1 import pipeline_service_pb2 as pb
+from tests.bench._config import sized
 
-DURATION_S = 5.0
+DURATION_S = sized(5.0, 0.5)
+#: Versions stored for the listing benchmark.
+VERSIONS = sized(10_000, 1_000)
 CLIENT_THREADS = 1
 THREAD_COUNTS = (1, 2, 4)
 
@@ -136,22 +139,22 @@ def main() -> None:
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{plane.port}")
             stub = pipeline_service_pb2_grpc.PipelineServiceStub(channel)
-            # 10,000 versions, written straight through the repository: the benchmark is about
+            # VERSIONS versions, written straight through the repository: the benchmark is about
             # reading them back through the API.
             repo = plane.repository
             assert repo is not None
             stub.CreatePipeline(pb.CreatePipelineRequest(pipeline_id="many"))
             spec = _spec()
             started = time.perf_counter()
-            for _ in range(10_000):
+            for _ in range(VERSIONS):
                 repo.create_version(
                     "many", spec, spec_digest="0" * 64, description="", make_default=True
                 )
-            print(f"stored 10,000 versions in {time.perf_counter() - started:.1f} s")
+            print(f"stored {VERSIONS:,} versions in {time.perf_counter() - started:.1f} s")
             list_request = pb.ListPipelineVersionsRequest(parent="pipelines/many", page_size=50)
             samples = []
             token = ""
-            for i in range(1000):
+            for i in range(sized(1000, 200)):
                 list_request.page_token = token
                 t0 = time.perf_counter()
                 resp = stub.ListPipelineVersions(list_request)
@@ -161,7 +164,7 @@ def main() -> None:
             p50 = statistics.median(samples)
             p99 = samples[int(len(samples) * 0.99) - 1]
             print(
-                f"ListPipelineVersions (50 of 10,000): p50 {p50:.2f} ms, p99 {p99:.2f} ms   (target p99 <= 50 ms)"
+                f"ListPipelineVersions (50 of {VERSIONS:,}): p50 {p50:.2f} ms, p99 {p99:.2f} ms   (target p99 <= 50 ms)"
             )
             channel.close()
         finally:

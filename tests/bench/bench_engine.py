@@ -41,8 +41,11 @@ from raypipe.v1 import (
 )
 from raypipe.v1 import pipeline_service_pb2 as ppb
 from raypipe.v1 import run_service_pb2 as rpb
+from tests.bench._config import repeats, sized
 
-REPEATS = 5
+REPEATS = repeats(5)
+#: Nodes of the chain and of the fan-out.
+CHAIN, FANOUT = sized(200, 20), sized(1000, 50)
 
 
 def _nothing(*_: object) -> None:
@@ -130,6 +133,9 @@ def _serve(ports: Any, data_dir: str, ray_address: str) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         head = ensure_local_head(Path(tmp) / "ray", num_cpus=2, dashboard=False)
+        # The raw side runs on the same head: without this, its first .remote() would start
+        # a second, private Ray instance of its own.
+        ray.init(address=head.address, log_to_driver=False)
         # The server runs in a child process, the client (this process) elsewhere, as in
         # production: in one process the client's thread that parses the stream would share
         # the server's interpreter lock.
@@ -141,13 +147,13 @@ def main() -> None:
         server.start()
         try:
             api = Api(ports.get(timeout=120))
-            api.register("chain", chain_spec(200))
-            api.register("fanout", fanout_spec(1000))
+            api.register("chain", chain_spec(CHAIN))
+            api.register("fanout", fanout_spec(FANOUT))
             api.register("one", chain_spec(1))
             rows = []
             for name, raw_fn, n, pipeline, target in (
-                ("200-node chain", raw_chain, 200, "chain", 1.3),
-                ("1,000-node fan-out + join", raw_fanout, 1000, "fanout", 1.5),
+                (f"{CHAIN:,}-node chain", raw_chain, CHAIN, "chain", 1.3),
+                (f"{FANOUT:,}-node fan-out + join", raw_fanout, FANOUT, "fanout", 1.5),
             ):
                 raw = _median(raw_fn, n)
                 ours = _median(api.run_to_end, pipeline)

@@ -30,11 +30,12 @@ from sklearn.datasets import make_classification
 from torch.nn import functional as F
 
 from ray_nodes.ml import LightningClassifier, TabularNet
+from tests.bench._config import repeats, sized
 
-REPEATS = int(os.environ.get("RAYPIPE_BENCH_REPEATS", "3"))
-ROWS = 100_000
+REPEATS = repeats(3)
+ROWS = sized(100_000, 5_000)
 FEATURES = 32
-EPOCHS = 3
+EPOCHS = sized(3, 1)
 TARGET = 0.8
 #: torch's intra-op threads for both sides (0: torch's default).
 THREADS = int(os.environ.get("RAYPIPE_BENCH_THREADS", "0"))

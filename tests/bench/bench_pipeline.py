@@ -44,7 +44,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROWS = 1_000_000
+from tests.bench._config import repeats, sized
+
+ROWS = sized(1_000_000, 20_000)
 FEATURES = 19
 SEED = 7
 XGB_PARAMS = {"n_estimators": 60, "max_depth": 6, "learning_rate": 0.2, "tree_method": "hist"}
@@ -52,7 +54,7 @@ PREPROCESS = {"drop_duplicates": True, "fill_missing": "mean"}
 #: fill_missing methods whose preprocessing speed-up is measured: the pipeline's, and a
 #: costlier one (value counts of every column with missing values).
 FILLS = ("mean", "most_frequent")
-REPEATS = int(os.environ.get("RAYPIPE_BENCH_REPEATS", "3"))
+REPEATS = repeats(3)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -516,10 +518,19 @@ def _list(values: Any) -> str:
 
 SIDES = {"plain": plain, "tasks": pipeline, "engine": engine}
 
-if __name__ == "__main__":
+
+def _side_main() -> None:
+    """One side in a child process (see ``_child``): prints its outcome as JSON."""
     side, csv_path, out_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     peak_sampler = PeakSampler(interval=0.1) if "--memory" in sys.argv else None
     outcome = SIDES[side](csv_path, out_dir, peak_sampler)
     if peak_sampler is not None:
         peak_sampler.close()
     print(json.dumps(outcome, default=float))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        _side_main()
+    else:
+        main()

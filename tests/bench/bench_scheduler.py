@@ -45,12 +45,16 @@ from control_plane.storage.repository import NewRun
 from control_plane.storage.schedules import NewSchedule, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
 from raypipe.v1 import run_pb2, schedule_pb2
+from tests.bench._config import sized
 from tests.schedule_fakes import add_pipeline
 
-COUNT = int(os.environ.get("RAYPIPE_BENCH_SCHEDULES", "10000"))
-JITTER = timedelta(seconds=float(os.environ.get("RAYPIPE_BENCH_JITTER_S", "40")))
-EVERY = timedelta(minutes=1)
-LEAD = timedelta(seconds=5)  # the first fire comes this long after the set-up
+COUNT = int(os.environ.get("RAYPIPE_BENCH_SCHEDULES", sized("10000", "500")))
+JITTER = timedelta(seconds=float(os.environ.get("RAYPIPE_BENCH_JITTER_S", sized("40", "4"))))
+#: The schedules' interval: a minute, or 10 s in the quick mode (both rounds still measured).
+EVERY = sized(timedelta(minutes=1), timedelta(seconds=10))
+LEAD = sized(
+    timedelta(seconds=5), timedelta(seconds=2)
+)  # the first fire comes this long after the set-up
 
 
 @dataclass
@@ -180,11 +184,11 @@ def _spread(directory: Path) -> None:
     p50, p99, worst = _percentiles(starter.lateness)
     print(
         f"spread (jitter {JITTER.total_seconds():g} s): {fires:,} fires of {2 * COUNT:,} in "
-        f"two minutes; lateness p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"two rounds of {EVERY.total_seconds():g} s; lateness p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
         f"max {worst * 1000:.1f} ms (target p99 <= 1000 ms)"
     )
     print(
-        f"idle between the minutes ({idle_from:%H:%M:%S} to {idle_to:%H:%M:%S}, "
+        f"idle between the rounds ({idle_from:%H:%M:%S} to {idle_to:%H:%M:%S}, "
         f"{idle_wall:.1f} s): process CPU {idle_cpu * 1000:.1f} ms = "
         f"{100 * idle_cpu / idle_wall:.3f}% of one core, {idle_passes} loop passes"
     )
