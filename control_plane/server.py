@@ -217,7 +217,12 @@ class ControlPlane:
         self.engine.start()
         self.ray_address = address
         data_roots = tuple(str(p) for p in cfg.data_roots) or (str(Path.cwd()),)
-        tracker = open_tracker(cfg.tracking_uri, cfg.data_dir, retry_for=cfg.tracking_retry_for)
+        tracker = open_tracker(
+            cfg.tracking_uri,
+            cfg.data_dir,
+            retry_for=cfg.tracking_retry_for,
+            registry=self.registry,
+        )
         self.supervisor = RunSupervisor(
             repo,
             self.engine,

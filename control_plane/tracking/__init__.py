@@ -10,6 +10,7 @@ from pathlib import Path
 
 from control_plane.tracking.base import NullTracker, StoreTracking, Tracker
 from control_plane.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
+from ray_nodes.registry import NodeRegistry
 
 __all__ = [
     "MlflowTracker",
@@ -21,7 +22,13 @@ __all__ = [
 ]
 
 
-def open_tracker(tracking_uri: str, data_dir: Path, *, retry_for: float = 300.0) -> Tracker:
+def open_tracker(
+    tracking_uri: str,
+    data_dir: Path,
+    *,
+    retry_for: float = 300.0,
+    registry: NodeRegistry | None = None,
+) -> Tracker:
     """The tracker for ``tracking_uri``; empty means tracking is off.
 
     A local store (``sqlite:``, ``file:`` or a path) keeps new experiments' artifacts under
@@ -31,4 +38,6 @@ def open_tracker(tracking_uri: str, data_dir: Path, *, retry_for: float = 300.0)
         return NullTracker()
     local = not tracking_uri.startswith(("http://", "https://", "databricks"))
     artifact_dir = str(data_dir / "mlruns") if local else None
-    return MlflowTracker(tracking_uri, artifact_dir=artifact_dir, retry_for=retry_for)
+    return MlflowTracker(
+        tracking_uri, artifact_dir=artifact_dir, retry_for=retry_for, registry=registry
+    )

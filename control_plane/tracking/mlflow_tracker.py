@@ -7,8 +7,13 @@ until ``retry_for`` runs out. Then the record is given up and the problem is wri
 raypipe run (``Run.tracking.problem``); the run itself never fails because of tracking.
 
 Saved models are logged from a small Ray task (see :mod:`control_plane.tracking.model_logging`)
-where the artifact store is, so no model passes through the control plane. A run's final
-status is set once its models are logged.
+where the artifact store is, so no model passes through the control plane; each becomes an
+MLflow logged model. A run's final status is set once its models are logged.
+
+The scores of the evaluator that evaluated a saved model (the same trainer's output) are
+linked to its logged model: written with the model's id when the model was logged first, or
+linked once it is (whichever of the two comes last does it, so each pair is linked once; both
+happen on the tracker's thread, in order).
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ from control_plane.tracking.records import (
     experiment_name,
     metrics_of,
     mlflow_status,
+    model_evaluators,
     model_jobs,
     run_params,
     run_tags,
     run_url,
 )
 from ray_nodes.engine import EngineEvent
+from ray_nodes.registry import NodeRegistry, default_registry
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 
 __all__ = ["MlflowTracker", "default_tracking_uri"]
@@ -64,6 +71,14 @@ class _RunRecord:
     spec: pipeline_spec_pb2.PipelineSpec
     info: run_pb2.TrackingInfo
     steps: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: model_saver -> the evaluators whose scores its logged model carries.
+    evaluators: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: evaluator -> its final metrics (from its terminal event), once it ended.
+    final: dict[str, list[Metric]] = field(default_factory=dict)
+    #: evaluators whose final metrics have been written to MLflow.
+    written: set[str] = field(default_factory=set)
+    #: evaluator -> the logged models (ids) its scores go to.
+    linked_models: dict[str, list[str]] = field(default_factory=dict)
     pending_models: int = 0
     finish: Callable[[], None] | None = None
     broken: bool = False
@@ -90,6 +105,8 @@ class MlflowTracker:
         max_buffer: Records waiting at most; beyond it new records are dropped (and the drop
             is written on the run).
         model_task_cpus: The CPUs the Ray task logging a model asks for.
+        registry: The node types, to wire evaluators to the models they evaluated; default
+            the process-wide registry.
     """
 
     def __init__(
@@ -100,8 +117,10 @@ class MlflowTracker:
         retry_for: float = 300.0,
         max_buffer: int = 10_000,
         model_task_cpus: float = 0.25,
+        registry: NodeRegistry | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self._registry = registry
         self._artifact_dir = artifact_dir
         self._retry_for = retry_for
         self._max_buffer = max_buffer
@@ -144,6 +163,9 @@ class MlflowTracker:
         if record is None:
             return
         metrics = metrics_of(events, record.steps)
+        for metric in metrics:
+            if metric.final and metric.node_id in record.linked_models:
+                record.final.setdefault(metric.node_id, []).append(metric)
         if metrics:
             what = f"{len(metrics)} metric value(s)"
             self._put(run_id, what, lambda: self._log_metrics(record, metrics))
@@ -189,7 +211,11 @@ class MlflowTracker:
         info = run_pb2.TrackingInfo()
         info.CopyFrom(run.tracking)
         info.tracking_uri = self.tracking_uri
-        record = _RunRecord(run_id=run_id, spec=spec, info=info)
+        evaluators = model_evaluators(spec, self._registry or default_registry())
+        record = _RunRecord(run_id=run_id, spec=spec, info=info, evaluators=evaluators)
+        for linked in evaluators.values():
+            for evaluator in linked:
+                record.linked_models.setdefault(evaluator, [])
         with self._cond:
             self._runs[run_id] = record
         return record
@@ -315,9 +341,34 @@ class MlflowTracker:
     def _log_metrics(self, record: _RunRecord, metrics: Sequence[Metric]) -> None:
         from mlflow.entities import Metric as MlflowMetric
 
-        values = [MlflowMetric(m.key, m.value, m.timestamp_ms, m.step) for m in metrics]
+        values: list[MlflowMetric] = []
+        for m in metrics:
+            # An evaluator's final scores go to the logged models already known to be its own.
+            models = record.linked_models.get(m.node_id, ()) if m.final else ()
+            values.extend(
+                MlflowMetric(m.key, m.value, m.timestamp_ms, m.step, model_id=model_id)
+                for model_id in models or (None,)
+            )
         for i in range(0, len(values), _BATCH_METRICS):
             self._mlflow().log_batch(record.info.run_id, metrics=values[i : i + _BATCH_METRICS])
+        record.written.update(m.node_id for m in metrics if m.final)
+
+    def _link_metrics(self, record: _RunRecord, model_id: str, evaluators: Sequence[str]) -> None:
+        """Link the scores already written of ``evaluators`` to the logged model ``model_id``
+        (those that MLflow's ``log_model`` did not link itself, being there before it)."""
+        from mlflow.entities import Metric as MlflowMetric
+
+        client = self._mlflow()
+        linked = {m.key for m in client.get_logged_model(model_id).metrics or ()}
+        values = [
+            MlflowMetric(m.key, m.value, m.timestamp_ms, m.step, model_id=model_id)
+            for e in evaluators
+            if e in record.written
+            for m in record.final.get(e, ())
+            if m.key not in linked
+        ]
+        if values:
+            client.log_batch(record.info.run_id, metrics=values)
 
     def _submit(self, job: ModelJob, record: _RunRecord) -> None:
         import ray
@@ -347,12 +398,7 @@ class MlflowTracker:
                 cause = getattr(e, "cause", None) or e
                 self._problem(run_id, f"the model of node {job.node_id} not logged: {cause}")
             else:
-                record.info.model_uris.append(logged.model_uri)
-                if logged.registered:
-                    record.info.registered_models.append(logged.registered)
-                if logged.note:
-                    log.info("run %s: model of %s: %s", run_id, job.node_id, logged.note)
-                self._save(record)
+                self._logged(record, logged)
             with self._cond:
                 del self._models[ref]
                 record.pending_models -= 1
@@ -360,6 +406,27 @@ class MlflowTracker:
                     finish, record.finish = record.finish, None
                     self._ops.appendleft(_Op(run_id, "the final status", finish, True))
                     self._cond.notify_all()
+
+    def _logged(self, record: _RunRecord, logged: LoggedModel) -> None:
+        """A model is logged: note it on the run, and link its evaluators' scores."""
+        record.info.model_uris.append(logged.model_uri)
+        record.info.models.add(
+            node_id=logged.node_id,
+            model_id=logged.model_id,
+            model_uri=logged.model_uri,
+            registered_model=logged.registered,
+        )
+        if logged.registered:
+            record.info.registered_models.append(logged.registered)
+        if logged.note:
+            log.info("run %s: model of %s: %s", record.run_id, logged.node_id, logged.note)
+        self._save(record)
+        evaluators = record.evaluators.get(logged.node_id, ())
+        for evaluator in evaluators:
+            record.linked_models[evaluator].append(logged.model_id)
+        if evaluators:
+            link = functools.partial(self._link_metrics, record, logged.model_id, evaluators)
+            self._put(record.run_id, f"the scores of the model of node {logged.node_id}", link)
 
     def _finish(self, record: _RunRecord, status: str, end_ms: int | None) -> None:
         with self._cond:

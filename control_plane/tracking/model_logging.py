@@ -1,24 +1,32 @@
-"""Logging a saved model into an MLflow run, from a Ray task (where the model and data are).
+"""Logging a saved model into an MLflow run as an MLflow 3 logged model, from a Ray task.
 
 The task loads the model the ``model_saver`` node wrote, in its native format
 (:func:`ray_nodes.model_saver.load_model`, which checks the SHA-256 and never unpickles), takes
 a few test rows of the split the model was trained from as the input example, infers the
-signature from them and the model's predictions, writes the model with the matching MLflow
-flavour into a temporary directory and uploads it as the run's artifacts ``{node_id}/``:
-``mlflow.pyfunc.load_model("runs:/{run_id}/{node_id}")`` serves it. Only the MLflow client
-is used (no fluent global state), so the MLflow run's status is left to the control plane.
+signature from them and the model's predictions, and logs it with the matching flavour's own
+``mlflow.<flavour>.log_model(..., name=<node id>)`` into the raypipe run's MLflow run. MLflow
+then creates the LoggedModel (its ``model_id``, source run, the run's params, and the run's
+metrics recorded so far, as ``log_model`` in a run always links them): the experiment's Models
+tab and ``mlflow.search_logged_models`` find it, ``models:/{model_id}`` and
+``runs:/{run_id}/{node_id}`` both serve it. ``register_as`` registers the logged model's URI.
+
+``log_model`` works on MLflow's fluent state, so the task resumes the run for the call and
+leaves it RUNNING afterwards (its final status is the control plane's to set, once every model
+is logged), and gives the worker's tracking URI back. A retry after a partial failure finds
+the READY model of the node that an earlier attempt logged, and the version that it
+registered, instead of logging or registering twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from control_plane.tracking.records import ModelJob
@@ -39,12 +47,23 @@ EXAMPLE_ROWS = 5
 
 @dataclass(frozen=True)
 class LoggedModel:
-    """Where a model went: its ``runs:/`` URI, the registered ``name/version`` (or empty),
-    and a note when the logged model differs from the native one."""
+    """Where a model went.
 
-    model_uri: str
+    Attributes:
+        node_id: The model_saver node (the logged model's name).
+        model_id: The MLflow logged model's id.
+        registered: The registered ``name/version``, or empty.
+        note: How the logged model differs from the native one, or empty.
+    """
+
+    node_id: str
+    model_id: str
     registered: str = ""
     note: str = ""
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"
 
 
 def quiet_http_retries() -> None:
@@ -70,14 +89,44 @@ def _example(job: ModelJob, model: Any) -> Any:
     return pd.DataFrame([[0.0] * len(model.feature_names)], columns=list(model.feature_names))
 
 
-def _save(model: Any, example: Any, path: Path, register_note: list[str]) -> None:
-    """Write ``model`` with its flavour into ``path`` (a directory that must not exist)."""
+@contextlib.contextmanager
+def _tracking(tracking_uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``tracking_uri``, and given back afterwards: the fluent
+    ``log_model`` and the registry's resolution of ``models:/`` sources go by it."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@contextlib.contextmanager
+def _resumed(run_id: str) -> Iterator[None]:
+    """The MLflow run ``run_id`` as the fluent active run, for ``log_model``; left RUNNING."""
+    import mlflow
+
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status="RUNNING")
+
+
+def _log(job: ModelJob, model: Any, example: Any, notes: list[str]) -> str:
+    """Log ``model`` with its flavour into the active run; returns the logged model's id."""
     import numpy as np
     from mlflow.models import infer_signature
 
     module_name, package = FLAVOURS[model.backend]
     flavour = importlib.import_module(module_name)
-    pins = [f"{package}=={metadata.version(package)}"]
+    options: dict[str, Any] = {
+        "name": job.node_id,
+        "pip_requirements": [f"{package}=={metadata.version(package)}"],
+        "tags": {"raypipe.node": job.node_id, "raypipe.backend": model.backend},
+    }
     if model.backend == "lightning":
         import torch
 
@@ -88,29 +137,43 @@ def _save(model: Any, example: Any, path: Path, register_note: list[str]) -> Non
         with torch.no_grad():
             outputs = net(torch.from_numpy(inputs)).numpy()
         signature = infer_signature(inputs, outputs)
-        flavour.save_model(
-            net, path, signature=signature, input_example=inputs, pip_requirements=pins
-        )
-        register_note.append("pytorch flavour: pyfunc returns the network's raw outputs")
-        return
-    estimator = model.estimator
-    signature = infer_signature(example, np.asarray(estimator.predict(example)))
-    flavour.save_model(
-        estimator, path, signature=signature, input_example=example, pip_requirements=pins
+        notes.append("pytorch flavour: pyfunc returns the network's raw outputs")
+        info = flavour.log_model(net, signature=signature, input_example=inputs, **options)
+    else:
+        estimator = model.estimator
+        signature = infer_signature(example, np.asarray(estimator.predict(example)))
+        if model.label_encoded:
+            notes.append(f"predicts class indices; the labels are {list(model.classes or ())}")
+        info = flavour.log_model(estimator, signature=signature, input_example=example, **options)
+    return str(info.model_id)
+
+
+def _logged_before(client: Any, experiment_id: str, run_id: str, node_id: str) -> str:
+    """The id of the READY model of ``node_id`` an earlier attempt logged in the run, or ""."""
+    from mlflow.entities import LoggedModelStatus
+
+    found = client.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"name = '{node_id}' AND source_run_id = '{run_id}'",
     )
-    if model.label_encoded:
-        register_note.append(f"predicts class indices; the labels are {list(model.classes or ())}")
+    ready = [m for m in found if m.status == LoggedModelStatus.READY]
+    return str(ready[0].model_id) if ready else ""
 
 
-def _register(client: Any, name: str, source: str, run_id: str) -> str:
+def _register(client: Any, name: str, model_id: str, run_id: str) -> str:
+    """Register ``models:/{model_id}`` as ``name``, once: a retry finds its version."""
     from mlflow.exceptions import MlflowException
 
+    source = f"models:/{model_id}"
     try:
         client.create_registered_model(name)
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, source, run_id=run_id)
+    for version in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'"):
+        if version.source == source:
+            return f"{name}/{version.version}"
+    version = client.create_model_version(name, source, run_id=run_id, model_id=model_id)
     return f"{name}/{version.version}"
 
 
@@ -119,23 +182,26 @@ def _log_once(job: ModelJob, tracking_uri: str, run_id: str) -> LoggedModel:
 
     from ray_nodes.model_saver import load_model
 
-    model = load_model(job.model_dir)
-    if model.backend not in FLAVOURS:
-        raise ValueError(f"no MLflow flavour for the {model.backend!r} backend")
-    example = _example(job, model)
-    notes: list[str] = []
     client = MlflowClient(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="raypipe-mlflow-") as tmp:
-        local = Path(tmp) / job.node_id
-        _save(model, example, local, notes)
-        client.log_artifacts(run_id, str(local), artifact_path=job.node_id)
-    if notes:
-        client.set_tag(run_id, f"raypipe.model_note.{job.node_id}", "; ".join(notes))
+    experiment_id = client.get_run(run_id).info.experiment_id
+    model_id = _logged_before(client, experiment_id, run_id, job.node_id)
+    notes: list[str] = []
+    if not model_id:
+        model = load_model(job.model_dir)
+        if model.backend not in FLAVOURS:
+            raise ValueError(f"no MLflow flavour for the {model.backend!r} backend")
+        example = _example(job, model)
+        with _tracking(tracking_uri), _resumed(run_id):
+            model_id = _log(job, model, example, notes)
+        if notes:
+            note = "; ".join(notes)
+            client.set_tag(run_id, f"raypipe.model_note.{job.node_id}", note)
+            client.set_logged_model_tags(model_id, {"raypipe.model_note": note})
     registered = ""
     if job.register_as:
-        source = f"{client.get_run(run_id).info.artifact_uri}/{job.node_id}"
-        registered = _register(client, job.register_as, source, run_id)
-    return LoggedModel(f"runs:/{run_id}/{job.node_id}", registered, "; ".join(notes))
+        with _tracking(tracking_uri):
+            registered = _register(client, job.register_as, model_id, run_id)
+    return LoggedModel(job.node_id, model_id, registered, "; ".join(notes))
 
 
 def log_model(job: ModelJob, tracking_uri: str, run_id: str, retry_for: float) -> LoggedModel:

@@ -14,6 +14,8 @@ from typing import Any
 from google.protobuf import json_format
 
 from ray_nodes.engine import ArtifactRef, EngineEvent
+from ray_nodes.graph import match_inputs
+from ray_nodes.registry import NodeRegistry
 from ray_nodes.templating import TemplateError, merge_parameters, resolve
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
@@ -25,6 +27,7 @@ __all__ = [
     "metric_key",
     "metrics_of",
     "mlflow_status",
+    "model_evaluators",
     "model_jobs",
     "run_params",
     "run_tags",
@@ -45,12 +48,18 @@ _SPLIT = node_type_pb2.ARTIFACT_KIND_SPLIT
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric value: ``{node_id}.{name}`` at a step (an epoch for training curves)."""
+    """One metric value: ``{node_id}.{name}`` at a step (an epoch for training curves).
+
+    ``final`` marks a node's final value (reported with its terminal state), as opposed to a
+    point of a training curve.
+    """
 
     key: str
     value: float
     timestamp_ms: int
     step: int = 0
+    node_id: str = ""
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,10 +208,11 @@ def metrics_of(
                 counter = (ev.node_id, name)
                 step = int(epoch) if epoch is not None else steps.get(counter, 0)
                 steps[counter] = step + 1
-                out.append(Metric(metric_key(ev.node_id, f"progress.{name}"), value, ms, step))
+                key = metric_key(ev.node_id, f"progress.{name}")
+                out.append(Metric(key, value, ms, step, ev.node_id, final=False))
         else:
             out.extend(
-                Metric(metric_key(ev.node_id, name), value, ms)
+                Metric(metric_key(ev.node_id, name), value, ms, node_id=ev.node_id)
                 for name, value in ev.metrics.items()
                 if math.isfinite(value)
             )
@@ -263,3 +273,27 @@ def model_jobs(
             )
         )
     return jobs
+
+
+def model_evaluators(
+    spec: pipeline_spec_pb2.PipelineSpec, registry: NodeRegistry
+) -> dict[str, tuple[str, ...]]:
+    """model_saver node -> the model_evaluator nodes that evaluate the model it saves (those
+    whose model input comes from the same node as the saver's), as the engine wires inputs.
+
+    The logged model of a saver carries these evaluators' scores. A spec that cannot be wired
+    (it was valid when stored, so only after a node type went away) links nothing.
+    """
+    try:
+        inputs = match_inputs(spec, registry)
+    except ValueError:  # CycleError, WiringError and unknown types are ValueErrors
+        return {}
+    types = {n.id: n.type for n in spec.nodes}
+    evaluators = [n for n, t in types.items() if t == "model_evaluator"]
+    links: dict[str, tuple[str, ...]] = {}
+    for saver, kind in types.items():
+        if kind != "model_saver" or not inputs.get(saver):
+            continue
+        source = inputs[saver][0]
+        links[saver] = tuple(e for e in evaluators if source in inputs.get(e, ()))
+    return links

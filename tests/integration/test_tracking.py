@@ -38,6 +38,8 @@ from tests.integration.test_runs import register, start, wait
 T = TypeVar("T")
 RunState = run_pb2.Run.State
 MAX_EPOCHS = 3
+#: How long the tracker retries a record (the unreachable-server test needs minutes).
+TRACKING_RETRY_FOR = float(os.environ.get("RAYPIPE_TEST_TRACKING_RETRY_FOR", "180"))
 
 
 def until(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -60,7 +62,7 @@ def _plane(tmp_path: Path, ray_head: Any, tracking_uri: str) -> ControlPlane:
             ray_address=ray_head.address,
             data_roots=(tmp_path,),
             tracking_uri=tracking_uri,
-            tracking_retry_for=180.0,
+            tracking_retry_for=TRACKING_RETRY_FOR,
         )
     )
 
@@ -108,6 +110,7 @@ def _noop_spec(**tracking: Any) -> pipeline_spec_pb2.PipelineSpec:
 def _recorded(api: Api, name: str, models: int = 0) -> Callable[[], run_pb2.Run | None]:
     def check() -> run_pb2.Run | None:
         run = api.runs.GetRun(rpb.GetRunRequest(name=name)).run
+        assert not run.tracking.problem, run.tracking.problem  # fail at once, saying why
         done = run.tracking.run_id and len(run.tracking.model_uris) >= models
         return run if done else None
 
@@ -163,26 +166,46 @@ def test_run_recorded_with_params_metrics_and_models(
     assert sorted(m.step for m in curve) == list(range(1, len(curve) + 1))
     assert 1 <= len(curve) <= MAX_EPOCHS
 
+    # Each model_saver's model is an MLflow logged model of the run, found by MLflow's own search.
+    mlflow.set_tracking_uri(info.tracking_uri)
+    logged = mlflow.search_logged_models(experiment_ids=[info.experiment_id], output_format="list")
+    assert sorted(m.name for m in logged) == ["save", "save_net"]
+    assert {m.source_run_id for m in logged} == {info.run_id}
+    by_node = {m.name: m for m in logged}
+    assert {(m.node_id, m.model_uri) for m in info.models} == {
+        (m.name, f"models:/{m.model_id}") for m in logged
+    }
+    assert list(info.model_uris) == [m.model_uri for m in info.models]
+    xgb = by_node["save"]
+    assert xgb.params["train.hyperparameters.max_depth"] == "2"  # the run's params, MLflow's way
+    # The evaluator's scores are on the model it evaluated.
+    scores = {m.key: m.value for m in xgb.metrics or ()}
+    assert scores["evaluate.accuracy"] == pytest.approx(evaluate["accuracy"])
+    assert scores["evaluate.f1"] == pytest.approx(evaluate["f1"])
+
     # The xgboost model through mlflow.pyfunc predicts what the native saved model predicts.
     native = load_model(tmp_path / "data" / "artifacts" / "models" / "xgb")
     rows = frame.drop(columns=["target"]).sample(40, random_state=1).reset_index(drop=True)
     scaled = native.scaler.transform(rows) if native.scaler is not None else rows
-    mlflow.set_tracking_uri(info.tracking_uri)
-    xgb_uri = next(u for u in info.model_uris if u.endswith("/save"))
-    served = mlflow.pyfunc.load_model(xgb_uri)
+    served = mlflow.pyfunc.load_model(xgb.model_uri)
     assert served.metadata.signature is not None
     assert served.metadata.saved_input_example_info is not None
     assert "xgboost" in served.metadata.flavors
     got = np.asarray(served.predict(native.features(scaled)))
     np.testing.assert_array_equal(got, native.predict(scaled))
+    # The runs:/ form users may hold resolves to the same logged model.
+    by_run = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/save")
+    np.testing.assert_array_equal(np.asarray(by_run.predict(native.features(scaled))), got)
     version = client.get_model_version("cancer-xgb", "1")
     assert version.run_id == info.run_id
+    assert version.source == xgb.model_uri
 
-    net_uri = next(u for u in info.model_uris if u.endswith("/save_net"))
-    net = mlflow.pyfunc.load_model(net_uri)
+    net = mlflow.pyfunc.load_model(by_node["save_net"].model_uri)
     assert "pytorch" in net.metadata.flavors
     logits = np.asarray(net.predict(native.features(scaled).to_numpy(dtype=np.float32)))
     assert logits.shape[0] == len(rows)
+    shown = _cli(tracked[0], "runs", "get", run.name)
+    assert f"save: {xgb.model_uri}" in shown
 
 
 def test_failed_run_mirrored_and_tracking_switched_off(
@@ -265,3 +288,69 @@ def test_unreachable_tracking_server_does_not_fail_the_run(tmp_path: Path, ray_h
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def test_scores_of_an_evaluator_ending_after_its_model_is_logged_are_linked_once(
+    tmp_path: Path, ray_head: Any
+) -> None:
+    """The other order than the pipeline above: the saver's model is logged (a real Ray task)
+    before the evaluator of the same trainer ends; its scores still reach the logged model,
+    written once with the model's id."""
+    from mlflow import MlflowClient
+    from sklearn.model_selection import train_test_split
+
+    from control_plane.tracking import MlflowTracker
+    from ray_nodes.data import Split, output_of
+    from ray_nodes.engine import ArtifactRef, EngineEvent
+    from ray_nodes.model_saver import ModelSaverNode
+    from ray_nodes.model_trainer import ModelTrainerNode
+    from ray_nodes.node import NodeContext
+
+    frame = load_breast_cancer(as_frame=True)
+    parts = train_test_split(frame.data, frame.target, random_state=0)
+    split = Split(*parts, "target", "classification")
+    params = {"backend": "xgboost", "task": "classification", "random_state": 0}
+    ctx = NodeContext("r1", "runs/r1", "p", "train", 1, params, 1.0)
+    model = output_of(ModelTrainerNode().run(ctx, [split]))
+    save_ctx = NodeContext(
+        "r1", "runs/r1", "p", "save", 1, {"path": "m"}, 1.0, artifact_root=str(tmp_path)
+    )
+    saved = ModelSaverNode().run(save_ctx, [model])
+    artifacts = tuple(ArtifactRef(**a) for a in saved.artifacts)
+    spec = json_format.ParseDict(
+        {"nodes": [
+            {"id": "load", "type": "data_loader", "params": {"path": "cancer.csv"}},
+            {"id": "split", "type": "train_test_split", "depends_on": ["load"],
+             "params": {"target": "target"}},
+            {"id": "train", "type": "model_trainer", "depends_on": ["split"], "params": params},
+            {"id": "save", "type": "model_saver", "depends_on": ["train"]},
+            {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "split"]},
+        ]},
+        pipeline_spec_pb2.PipelineSpec(),
+    )  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, artifact_dir=str(tmp_path / "mlruns"), retry_for=30)
+    stored: dict[str, run_pb2.TrackingInfo] = {}
+    tracker.start(lambda run_id, info: stored.__setitem__(run_id, info))
+    try:
+        run = run_pb2.Run(name="runs/r1", pipeline="pipelines/p")
+        tracker.run_started(run, spec)
+        tracker.events(run, [EngineEvent(1, time.time(), "node", "save", "SUCCEEDED",
+                                         artifacts=artifacts)])  # fmt: skip
+        info = until(lambda: (i := stored.get("r1")) and i.models and i, 120, "the model")
+        model_id = info.models[0].model_id
+        scores = {"accuracy": 0.93, "f1": 0.91}
+        tracker.events(run, [EngineEvent(2, time.time(), "node", "evaluate", "SUCCEEDED",
+                                         metrics=scores)])  # fmt: skip
+        tracker.run_finished(run_pb2.Run(name="runs/r1", state=RunState.STATE_SUCCEEDED))
+        assert tracker.flush(60)
+        assert not stored["r1"].problem, stored["r1"].problem
+        client = MlflowClient(uri)
+        linked = {m.key: m.value for m in client.get_logged_model(model_id).metrics or ()}
+        assert linked["evaluate.accuracy"] == 0.93
+        assert linked["evaluate.f1"] == 0.91
+        history = client.get_metric_history(info.run_id, "evaluate.accuracy")
+        assert [h.value for h in history] == [0.93]  # one write, with the model's id
+        assert client.get_run(info.run_id).info.status == "FINISHED"
+    finally:
+        tracker.close(timeout=5)

@@ -415,10 +415,17 @@ def _tracking_rows(tracking: run_pb2.TrackingInfo) -> list[tuple[str, str]]:
     return [
         ("mlflow run", tracking.run_id or "(not created yet)"),
         ("mlflow url", tracking.url),
-        ("mlflow models", ", ".join(tracking.model_uris)),
+        ("mlflow models", ", ".join(_model_texts(tracking))),
         ("registered", ", ".join(tracking.registered_models)),
         ("tracking problem", tracking.problem),
     ]
+
+
+def _model_texts(tracking: run_pb2.TrackingInfo) -> list[str]:
+    """``node: models:/m-...`` per logged model (bare URIs from servers that name no node)."""
+    if tracking.models:
+        return [f"{m.node_id}: {m.model_uri}" for m in tracking.models]
+    return list(tracking.model_uris)
 
 
 def _error_text(error: run_pb2.ExecutionError) -> str:
