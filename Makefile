@@ -10,7 +10,7 @@ STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_PROTO := $(GEN_DIR)/raypipe/v1/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint test run bench clean postgres graphviz
+.PHONY: install proto lint test run bench bench-quick clean postgres graphviz chromium
 
 install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
 
@@ -54,7 +54,11 @@ postgres:
 graphviz:
 	bash scripts/ensure_graphviz.sh
 
-test: install postgres
+# Debian's Chromium for the tests that drive a real browser (apt-get where it can).
+chromium:
+	bash scripts/ensure_chromium.sh
+
+test: install postgres chromium
 	RAYPIPE_TEST_POSTGRES_URL=$$(bash scripts/ensure_postgres.sh --url) \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -63,6 +67,10 @@ run: install
 
 bench: install
 	$(PY) -m tests.bench
+
+# Every benchmark at small sizes, one repetition: what CI runs so none of them rots.
+bench-quick: install
+	BENCH_QUICK=1 $(PY) -m tests.bench
 
 clean:
 	rm -rf $(VENV) $(GEN_DIR)/raypipe/v1/*_pb2*.py* $(STAMP_PROTO)

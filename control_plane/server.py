@@ -304,15 +304,21 @@ class ControlPlane:
         self._done.wait()
 
 
-def serve(config: ServerConfig) -> None:
-    """Run the control plane until SIGTERM or SIGINT."""
+def serve(config: ServerConfig, *, sign_in_hint: str = "") -> None:
+    """Run the control plane until SIGTERM or SIGINT.
+
+    Prints one line once it listens (the address, and the local head's dashboard), so scripts
+    (and `make run`) can read both at once, then, for a local head, ``sign_in_hint``: how to
+    get into the dashboard and Ray's CLI.
+    """
     plane = ControlPlane(config)
     port = plane.start()
     dashboard = plane.local_head.dashboard_url if plane.local_head is not None else ""
-    # One line, so scripts (and `make run`) can read the address and the dashboard at once.
     print(
         f"raypipe control plane listening on {config.host}:{port}"
         + (f" (Ray dashboard: {dashboard})" if dashboard else ""),
         flush=True,
     )
+    if plane.local_head is not None and sign_in_hint:
+        print(sign_in_hint, flush=True)
     plane.wait()

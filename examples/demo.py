@@ -25,6 +25,11 @@ from raypipe.v1 import run_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".raypipe"
+RAYPIPE = ".venv/bin/raypipe"
+SERVER_DIR = ".raypipe/server"
+#: How a newcomer gets into the head's dashboard and Ray's CLI (see docs/quickstart.md).
+SIGN_IN = f"{RAYPIPE} dashboard --data-dir {SERVER_DIR}"
+RAY_CLI = f'eval "$({RAYPIPE} ray-env --data-dir {SERVER_DIR})"'
 PIPELINES = {
     "cancer-xgb": ROOT / "examples" / "pipelines" / "tabular_xgboost.yaml",
     "cancer-lightning": ROOT / "examples" / "pipelines" / "tabular_lightning.yaml",
@@ -56,7 +61,7 @@ def start_server() -> tuple[subprocess.Popen[str], str, str]:
             "--port",
             "0",
             "--data-dir",
-            str(WORK / "server"),
+            str(ROOT / SERVER_DIR),
             "--data-root",
             str(WORK / "data"),
             "--stop-ray-on-exit",
@@ -73,6 +78,9 @@ def start_server() -> tuple[subprocess.Popen[str], str, str]:
         raise SystemExit(f"raypipe serve did not start; see {WORK / 'server.log'}")
     address, dashboard = match.group(1), match.group(2) or ""
     print(f"control plane listening on {address}")
+    if dashboard:
+        proc.stdout.readline()  # serve's sign-in hint; the demo prints its own, with paths
+        print(f"Ray dashboard: {dashboard}; open it signed in while the demo runs: {SIGN_IN}")
     return proc, address, dashboard
 
 
@@ -139,7 +147,11 @@ def main() -> int:
                 )
                 ok = summarize(client, pipeline_id) and ok and code == 0
         if dashboard:
-            print(f"\nRay dashboard (while the server runs): {dashboard}")
+            print(
+                f"\nThe Ray dashboard ({dashboard}) stopped with the demo. For one that stays up, "
+                f"start the control plane yourself ({RAYPIPE} serve --data-dir {SERVER_DIR}), "
+                f"then {SIGN_IN} (Ray's CLI: {RAY_CLI})"
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -16,6 +16,12 @@ once and kept), and :func:`ensure_local_head` configures the calling process the
 (``RAY_AUTH_MODE`` and ``RAY_AUTH_TOKEN_PATH`` in ``os.environ``, so child processes inherit
 it). Other processes that connect use :meth:`LocalHead.client_env`. The head's GCS listens on
 every interface, so leaving authentication off would let anyone on the network run code.
+
+Getting in from outside. ``raypipe ray-env`` prints :meth:`LocalHead.shell_exports` for the
+head of a data directory, so ``ray status``, ``ray list tasks`` and ``ray job submit`` work
+after ``eval "$(raypipe ray-env)"``; ``raypipe dashboard`` opens the dashboard signed in (see
+:mod:`ray_nodes.dashboard_login`). The dashboard listens on 127.0.0.1, on Ray's conventional
+port 8265 when it is free and on another free port when it is not.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -35,12 +42,21 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["LocalHead", "LocalHeadError", "configure_token_auth", "ensure_local_head"]
+__all__ = [
+    "DASHBOARD_PORT",
+    "LocalHead",
+    "LocalHeadError",
+    "configure_token_auth",
+    "ensure_local_head",
+    "find_local_head",
+]
 
 STATE_FILE = "head.json"
 TOKEN_FILE = "auth_token"
 LOCK_FILE = "head.lock"
 START_LOG = "ray-start.log"
+#: Ray's conventional dashboard port, used when it is free.
+DASHBOARD_PORT = 8265
 #: How long the local head keeps an idle worker process beyond its CPU count (Ray's default
 #: is 1 s). A pipeline's next node often needs one more worker a second or two later, and a
 #: fresh worker costs about a second here (a Python process importing pandas and the ML
@@ -86,6 +102,14 @@ class LocalHead:
             "RAY_AUTH_TOKEN_PATH": str(self.token_path),
             "RAY_ADDRESS": self.address,
         }
+
+    def shell_exports(self) -> str:
+        """POSIX shell lines that point Ray's own CLI (``ray status``, ``ray list tasks``,
+        ``ray job submit``) at this head: ``eval "$(raypipe ray-env)"`` runs them."""
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in self.client_env().items()]
+        # RAY_AUTH_TOKEN would win over the token file: another cluster's must not linger.
+        lines.append("unset RAY_AUTH_TOKEN")
+        return "\n".join(lines) + "\n"
 
     def alive(self) -> bool:
         """Whether the head's GCS process runs and accepts connections."""
@@ -179,6 +203,17 @@ def ensure_local_head(
         return head
 
 
+def find_local_head(data_dir: Path) -> LocalHead | None:
+    """The running head that :func:`ensure_local_head` started for ``data_dir``, or None
+    (never started, stopped, or its GCS is gone). Starts nothing and changes nothing."""
+    state = Path(data_dir).resolve() / STATE_FILE
+    try:
+        head = LocalHead._from_json(state.read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return head if head.alive() else None
+
+
 def configure_token_auth(token_path: Path) -> None:
     """Make this process (and the processes it starts) use token auth with ``token_path``.
 
@@ -212,7 +247,59 @@ def _start_head(
 ) -> LocalHead:
     temp_dir = _temp_dir_for(data_dir)
     temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    gcs_port, dashboard_port, agent_port, client_port = _free_ports(4)
+    port = _dashboard_port() if dashboard else 0
+    try:
+        return _ray_start(
+            data_dir,
+            token_path,
+            temp_dir,
+            dashboard_port=port,
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory,
+            timeout_s=timeout_s,
+        )
+    except _DashboardPortTaken:
+        # Another process took the port between the check and Ray's bind: take any free one.
+        return _ray_start(
+            data_dir,
+            token_path,
+            temp_dir,
+            dashboard_port=_free_ports(1)[0],
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory,
+            timeout_s=timeout_s,
+        )
+
+
+class _DashboardPortTaken(LocalHeadError):
+    """``ray start`` failed because the dashboard's port was taken meanwhile."""
+
+
+def _dashboard_port() -> int:
+    """Ray's conventional port when nothing listens on it here, else a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", DASHBOARD_PORT))
+        except OSError:
+            pass
+        else:
+            return DASHBOARD_PORT
+    return _free_ports(1)[0]
+
+
+def _ray_start(
+    data_dir: Path,
+    token_path: Path,
+    temp_dir: Path,
+    *,
+    dashboard_port: int,
+    num_cpus: int | None,
+    object_store_memory: int | None,
+    timeout_s: float,
+) -> LocalHead:
+    """``ray start --head`` with a dashboard on ``dashboard_port`` (0: no dashboard)."""
+    dashboard = dashboard_port > 0
+    gcs_port, agent_port, client_port = _free_ports(3)
     args = [
         sys.executable,
         "-c",
@@ -263,7 +350,8 @@ def _start_head(
     if rc != 0:
         _stop_session(proc.pid, temp_dir, grace_s=2.0)
         tail = log_path.read_text(errors="replace")[-2000:]
-        raise LocalHeadError(f"ray start failed (exit {rc}); end of {log_path}:\n{tail}")
+        error = _DashboardPortTaken if f":{dashboard_port} because" in tail else LocalHeadError
+        raise error(f"ray start failed (exit {rc}); end of {log_path}:\n{tail}")
     address = (temp_dir / "ray_current_cluster").read_text().strip()
     gcs_pid = next((p for p in _session_pids(proc.pid) if "gcs_server" in _cmdline(p)), 0)
     return LocalHead(

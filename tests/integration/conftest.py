@@ -133,17 +133,35 @@ def api(plane: ControlPlane) -> Iterator[Api]:
     a.channel.close()
 
 
+#: The variables that tie a process to one Ray cluster.
+RAY_CONNECTION_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def ray_free_env() -> dict[str, str]:
+    """This process's environment without its Ray connection (the session head's)."""
+    return {k: v for k, v in os.environ.items() if k not in RAY_CONNECTION_VARS}
+
+
 class ServerProcess:
     """``raypipe serve`` as a real child process, for restart and kill -9 tests."""
 
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        own_ray: bool = False,
+    ) -> None:
         """``extra`` goes on the command line after ``serve``; ``env`` on top of this process's
-        environment."""
+        environment, less this process's Ray connection (``RAY_ADDRESS``, ``RAY_AUTH_*``,
+        set up for the session's head) when ``own_ray``, for a server that starts its own."""
         self.data_dir = data_dir
         self.extra = extra
         self.env = env or {}
+        self.own_ray = own_ray
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
+        self.dashboard = ""
         self.log = data_dir.parent / "server.log"
 
     def start(self, timeout: float = 60) -> str:
@@ -164,7 +182,7 @@ class ServerProcess:
                 stdout=subprocess.PIPE,
                 stderr=out,
                 text=True,
-                env={**os.environ, **self.env},
+                env={**(ray_free_env() if self.own_ray else os.environ), **self.env},
             )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -172,9 +190,10 @@ class ServerProcess:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"server exited early: {self.log.read_text()[-3000:]}")
-            match = re.search(r"listening on ([\d.]+):(\d+)", line)
+            match = re.search(r"listening on ([\d.]+):(\d+)(?: \(Ray dashboard: (\S+)\))?", line)
             if match:
                 self.address = f"{match.group(1)}:{match.group(2)}"
+                self.dashboard = match.group(3) or ""
                 return self.address
         raise TimeoutError("server did not start")
 

@@ -307,8 +307,8 @@ def test_scores_of_an_evaluator_ending_after_its_model_is_logged_are_linked_once
     from ray_nodes.node import NodeContext
 
     frame = load_breast_cancer(as_frame=True)
-    parts = train_test_split(frame.data, frame.target, random_state=0)
-    split = Split(*parts, "target", "classification")
+    X_train, X_test, y_train, y_test = train_test_split(frame.data, frame.target, random_state=0)
+    split = Split(X_train, X_test, y_train, y_test, "target", "classification")
     params = {"backend": "xgboost", "task": "classification", "random_state": 0}
     ctx = NodeContext("r1", "runs/r1", "p", "train", 1, params, 1.0)
     model = output_of(ModelTrainerNode().run(ctx, [split]))
@@ -337,7 +337,12 @@ def test_scores_of_an_evaluator_ending_after_its_model_is_logged_are_linked_once
         tracker.run_started(run, spec)
         tracker.events(run, [EngineEvent(1, time.time(), "node", "save", "SUCCEEDED",
                                          artifacts=artifacts)])  # fmt: skip
-        info = until(lambda: (i := stored.get("r1")) and i.models and i, 120, "the model")
+
+        def model_logged() -> run_pb2.TrackingInfo | None:
+            found = stored.get("r1")
+            return found if found is not None and found.models else None
+
+        info = until(model_logged, 120, "the model")
         model_id = info.models[0].model_id
         scores = {"accuracy": 0.93, "f1": 0.91}
         tracker.events(run, [EngineEvent(2, time.time(), "node", "evaluate", "SUCCEEDED",

@@ -2,8 +2,8 @@
 talks to one through the SDK (``--address`` or ``RAYPIPE_ADDRESS``).
 
 Commands live in ``_cli_pipelines`` (apply, validate, node-types, rollback, pipelines,
-versions), ``_cli_runs`` (run, runs), ``_cli_schedules`` (schedules) and ``_cli_graph``
-(graph); output formats, error reporting and exit codes in ``_cli_common``.
+versions), ``_cli_runs`` (run, runs), ``_cli_schedules`` (schedules), ``_cli_graph``
+(graph) and ``_cli_local`` (ray-env, dashboard: the local Ray head of a data directory); output formats, error reporting and exit codes in ``_cli_common``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from raypipe import _cli_graph, _cli_pipelines, _cli_runs, _cli_schedules
+from raypipe import _cli_graph, _cli_local, _cli_pipelines, _cli_runs, _cli_schedules
 from raypipe._cli_common import EXIT_CODES_HELP, OUTPUTS, CliState, RaypipeGroup
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -157,13 +157,19 @@ def serve(
                 tracking_uri=tracking_uri,
                 keep_outputs=keep_outputs.replace("-", "_"),
                 health_interval=health_interval,
-            )
+            ),
+            sign_in_hint=_cli_local.sign_in_hint(data_dir),
         )
     except DatabaseInUseError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-for _command in (*_cli_pipelines.COMMANDS, *_cli_runs.COMMANDS, _cli_graph.graph):
+for _command in (
+    *_cli_pipelines.COMMANDS,
+    *_cli_runs.COMMANDS,
+    _cli_graph.graph,
+    *_cli_local.COMMANDS,
+):
     main.add_command(_command)
 main.add_command(_cli_schedules.schedules)
 
