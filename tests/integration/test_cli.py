@@ -351,13 +351,20 @@ def test_serve_takes_the_health_interval_and_refuses_a_negative_one(
     from raypipe.cli import main
 
     seen: list[server.ServerConfig] = []
+    hints: list[str] = []
+
+    def hand_over(config: server.ServerConfig, *, sign_in_hint: str = "") -> None:
+        seen.append(config)
+        hints.append(sign_in_hint)
+
     # Only the hand-over is replaced: what `serve` builds from its flags is what is checked.
-    monkeypatch.setattr(server, "serve", seen.append)
+    monkeypatch.setattr(server, "serve", hand_over)
     runner = CliRunner()
     data = str(tmp_path / "data")
     ok = runner.invoke(main, ["serve", "--data-dir", data, "--health-interval", "0.25"])
     assert ok.exit_code == 0, ok.output
     assert seen[-1].health_interval == 0.25
+    assert f"raypipe dashboard --data-dir {data}" in hints[-1]
     assert runner.invoke(main, ["serve", "--data-dir", data]).exit_code == 0
     assert seen[-1].health_interval == 5.0
     bad = runner.invoke(main, ["serve", "--data-dir", data, "--health-interval", "-1"])
