@@ -33,13 +33,11 @@ from control_plane.storage.repository import Repository
 from ray_nodes.engine.types import ArtifactRef
 from ray_nodes.graph import (
     dependency_map,
+    node_params,
     nodes_from_spec,
-    split_params,
-    struct_to_python,
+    run_parameters,
     topological_order,
-    value_to_python,
 )
-from ray_nodes.templating import merge_parameters, resolve
 from raypipe.v1 import pipeline_spec_pb2
 
 __all__ = ["CACHE_KEY_VERSION", "cache_keys", "cached_outputs"]
@@ -63,18 +61,18 @@ def cache_keys(
     """
     if not any(n.cache.enabled for n in spec.nodes):
         return {}
-    defaults = {k: value_to_python(v) for k, v in spec.parameters.items()}
-    merged = merge_parameters(defaults, parameters)
+    merged = run_parameters(spec, parameters)
     by_id = {n.id: n for n in spec.nodes}
     keys: dict[str, str] = {}
     # In topological order every upstream key exists before a node needs it.
     for node_id in topological_order(dependency_map(nodes_from_spec(spec))):
         node = by_id[node_id]
-        params, _ = split_params(struct_to_python(node.params))
+        # ``{{ run.* }}`` as the run's id: a node that uses them gets a key of its own.
+        params = node_params(node, parameters=merged, run_name=run_id, scheduled_time=run_id)
         document = {
             "v": CACHE_KEY_VERSION,
             "type": node.type,
-            "params": resolve(params, parameters=merged, run_name=run_id, scheduled_time=run_id),
+            "params": params,
             "cache_version": node.cache.cache_version,
             "upstream": [keys[u] for u in node.depends_on],
         }

@@ -20,6 +20,7 @@ from google.protobuf import json_format, struct_pb2
 
 from control_plane.caching import cache_keys, cached_outputs
 from control_plane.errors import NotFoundError
+from control_plane.run_templates import template_values
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
 from ray_nodes.engine import ArtifactRef, EngineEvent, RayEngine, RunSubmission
@@ -202,16 +203,17 @@ def build_submission(
 ) -> RunSubmission:
     """What the engine needs to execute a stored run."""
     run_id = run.name.removeprefix("runs/")
+    run_name, scheduled_time = template_values(run)
     return RunSubmission(
         run_id=run_id,
-        run_name=run.display_name or run_id,
+        run_name=run_name,
         pipeline_id=run.pipeline.removeprefix("pipelines/"),
         spec=spec,
         parameters=json_format.MessageToDict(struct_of(run.parameters)),
         artifact_root=artifact_root,
         data_roots=data_roots,
         reuse=dict(reuse or {}),
-        scheduled_time=run.scheduled_time.ToJsonString() if run.HasField("scheduled_time") else "",
+        scheduled_time=scheduled_time,
         keep_outputs=keep_outputs,
     )
 
@@ -443,6 +445,21 @@ class RunSupervisor:
             )
             stored = self._finish(new.run_id, RunState.STATE_FAILED, error)
         return stored
+
+    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run:
+        """Store a run that must not start as FAILED with ``error``, never handing it to Ray.
+
+        The same path as every run's end: watchers are woken and the tracker records it (an
+        MLflow run, then FAILED), so a refused start is seen wherever runs are looked at. A
+        ``request_id`` (or a (schedule, scheduled_time)) seen before returns the stored run.
+        """
+        stored, created = self._repo.create_run(new)
+        if not created:
+            return stored
+        self._track(
+            self.tracker.run_started, stored, pipeline_spec_pb2.PipelineSpec.FromString(spec)
+        )
+        return self._finish(new.run_id, RunState.STATE_FAILED, error)
 
     def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
         """Record CANCELLING (once) and ask the engine to stop the run."""

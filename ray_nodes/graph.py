@@ -39,6 +39,7 @@ from typing import Any
 
 from ray_nodes.node import ArtifactKind, NodeType
 from ray_nodes.registry import NodeRegistry
+from ray_nodes.templating import merge_parameters, resolve
 
 __all__ = [
     "INPUT_FROM",
@@ -94,6 +95,38 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     """``(params without input_from, input_from or None)``: what ``run`` sees, and the wiring."""
     rest = {k: v for k, v in params.items() if k != INPUT_FROM}
     return rest, params.get(INPUT_FROM)
+
+
+def run_parameters(spec: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's effective parameters: the spec's declared defaults overlaid with ``values``.
+
+    Raises:
+        TemplateError: ``values`` names a parameter the spec does not declare.
+    """
+    defaults = {k: value_to_python(v) for k, v in spec.parameters.items()}
+    return merge_parameters(defaults, values)
+
+
+def node_params(
+    node: Any, *, parameters: Mapping[str, Any], run_name: str, scheduled_time: str
+) -> dict[str, Any]:
+    """The params a spec node's ``run`` receives: its params without ``input_from`` (wiring,
+    not a param) and with every template resolved against the run.
+
+    The one resolver of a node's effective params: the engine's compiler, the cache key and
+    the params recorded in MLflow all call it, so they cannot disagree.
+
+    Args:
+        node: A ``pipeline_spec_pb2.Node``.
+        parameters: The run's effective parameters (:func:`run_parameters`).
+        run_name: What ``{{ run.name }}`` becomes.
+        scheduled_time: What ``{{ run.scheduled_time }}`` becomes (RFC 3339, or empty).
+
+    Raises:
+        TemplateError: a template names an unknown parameter.
+    """
+    params, _ = split_params(struct_to_python(node.params))
+    return resolve(params, parameters=parameters, run_name=run_name, scheduled_time=scheduled_time)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from control_plane.run_templates import template_values
 from ray_nodes.engine import ArtifactRef, EngineEvent
-from ray_nodes.graph import match_inputs
+from ray_nodes.graph import match_inputs, node_params, run_parameters
 from ray_nodes.registry import NodeRegistry
-from ray_nodes.templating import TemplateError, merge_parameters, resolve
+from ray_nodes.templating import TemplateError
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
 __all__ = [
@@ -142,29 +143,24 @@ def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
 
 def _parameters(run: run_pb2.Run, spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, Any]:
     """The run's effective parameters: the spec's defaults overlaid with the run's values."""
-    defaults = json_format.MessageToDict(spec)["parameters"] if spec.parameters else {}
     values = {k: json_format.MessageToDict(v) for k, v in run.parameters.items()}
     try:
-        return merge_parameters(defaults, values)
-    except TemplateError:
-        return {**defaults, **values}
+        return run_parameters(spec, values)
+    except TemplateError:  # not for a run the server accepted; record what there is
+        return {**json_format.MessageToDict(spec).get("parameters", {}), **values}
 
 
 def _node_params(
     run: run_pb2.Run, node: pipeline_spec_pb2.Node, parameters: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A node's params with its templates resolved as the engine resolves them."""
-    raw: dict[str, Any] = json_format.MessageToDict(node.params)
-    scheduled = run.scheduled_time.ToJsonString() if run.HasField("scheduled_time") else ""
+    """A node's params as its ``run`` receives them (:func:`ray_nodes.graph.node_params`)."""
+    run_name, scheduled_time = template_values(run)
     try:
-        return resolve(
-            raw,
-            parameters=parameters,
-            run_name=run.display_name or run.name,
-            scheduled_time=scheduled,
+        return node_params(
+            node, parameters=parameters, run_name=run_name, scheduled_time=scheduled_time
         )
     except TemplateError:
-        return raw
+        return json_format.MessageToDict(node.params)
 
 
 def run_params(run: run_pb2.Run, spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, str]:

@@ -19,9 +19,8 @@ import ray
 
 from ray_nodes.engine.task import NodePlan
 from ray_nodes.engine.types import NodeFailure, RunSubmission
-from ray_nodes.graph import match_inputs, split_params, struct_to_python, value_to_python
+from ray_nodes.graph import match_inputs, node_params, run_parameters
 from ray_nodes.registry import default_registry
-from ray_nodes.templating import merge_parameters, resolve
 from raypipe.v1 import pipeline_spec_pb2
 
 RESOURCE_ERROR = "raypipe.ResourceUnavailable"
@@ -90,8 +89,7 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
     spec = pipeline_spec_pb2.PipelineSpec.FromString(sub.spec)
     registry = default_registry()
     inputs = match_inputs(spec, registry)
-    defaults = {k: value_to_python(v) for k, v in spec.parameters.items()}
-    parameters = merge_parameters(defaults, sub.parameters)
+    parameters = run_parameters(spec, sub.parameters)
     fail_fast = spec.failure_policy != pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT
     capacity = cluster_capacity()
     verdicts: dict[tuple[tuple[str, float], ...], str | None] = {}
@@ -110,9 +108,8 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
     for node_id in order:
         node = by_id[node_id]
         cls = registry.get(node.type)
-        params, _ = split_params(struct_to_python(node.params))
-        params = resolve(
-            params, parameters=parameters, run_name=sub.run_name, scheduled_time=sub.scheduled_time
+        params = node_params(
+            node, parameters=parameters, run_name=sub.run_name, scheduled_time=sub.scheduled_time
         )
         res = node.resources
         defaults_res = cls.default_resources

@@ -275,3 +275,45 @@ def test_valid_tracking_policies_pass() -> None:
             pipeline_spec_pb2.PipelineSpec(),
         )
         assert spec_violations(spec, default_registry())[0] == []
+
+
+def test_params_are_what_the_engine_gives_the_node() -> None:
+    """MLflow's params come from the engine's own resolver: ``{{ run.name }}`` is the display
+    name, else the bare run id (as the node gets it, not ``runs/{id}``); ``{{
+    run.scheduled_time }}`` the nominal time; ``input_from`` is wiring, not a param."""
+    from ray_nodes.graph import node_params, run_parameters
+
+    spec = json_format.ParseDict(
+        {
+            "nodes": [
+                {"id": "a", "type": "noop"},
+                {
+                    "id": "save",
+                    "type": "model_saver",
+                    "depends_on": ["a"],
+                    "params": {
+                        "path": "{{ run.name }}",
+                        "format": "{{ run.scheduled_time }}",
+                        "input_from": {"model": "a"},
+                    },
+                },
+            ]
+        },
+        pipeline_spec_pb2.PipelineSpec(),
+    )
+    run = run_pb2.Run(name="runs/r7", pipeline="pipelines/p")
+    run.scheduled_time.FromJsonString("2026-12-03T06:00:00Z")
+    params = run_params(run, spec)
+    assert params["save.path"] == "r7"
+    assert params["save.format"] == "2026-12-03T06:00:00Z"
+    assert not [k for k in params if "input_from" in k]
+    received = node_params(
+        spec.nodes[1],
+        parameters=run_parameters(spec, {}),
+        run_name="r7",
+        scheduled_time="2026-12-03T06:00:00Z",
+    )
+    assert (params["save.path"], params["save.format"]) == (received["path"], received["format"])
+    assert "input_from" not in received
+    named = run_pb2.Run(name="runs/r7", display_name="nightly-7", pipeline="pipelines/p")
+    assert run_params(named, spec)["save.path"] == "nightly-7"
