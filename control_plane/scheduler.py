@@ -41,7 +41,7 @@ from control_plane.errors import (
 from control_plane.schedule_policy import parameters_of, plan_due, retry_delay
 from control_plane.scheduling import Clock, SystemClock
 from control_plane.storage._convert import to_micros
-from control_plane.storage.repository import NewRun, Repository, RunChange
+from control_plane.storage.repository import NewRun, Repository
 from control_plane.storage.schedules import (
     ATTEMPT_LABEL,
     Fire,
@@ -126,6 +126,8 @@ class RunStarter(Protocol):
 class _Supervisor(Protocol):
     def launch(self, new: NewRun, spec: bytes, reuse: Any = None) -> run_pb2.Run: ...
 
+    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run: ...
+
     def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run: ...
 
 
@@ -153,36 +155,20 @@ class SupervisorStarter:
         undeclared = sorted(set(request.parameters) - set(version.spec.parameters))
         if undeclared:
             # The default version moved to one without these parameters. The run is stored
-            # FAILED, so the user sees why the fire did not run where they look for runs.
-            return self._refuse(new, undeclared, version.name)
+            # FAILED, so the user sees why the fire did not run where they look for runs
+            # (its watchers and MLflow too: the supervisor records it like every run's end).
+            message = (
+                f"{version.name} declares no parameter {', '.join(map(repr, undeclared))}: "
+                "update the schedule's parameters or pin a version that declares them"
+            )
+            error = run_pb2.ExecutionError(type="raypipe.InvalidParameters", message=message)
+            return self._supervisor.refuse(new, version.spec.SerializeToString(), error)
         return self._supervisor.launch(new, version.spec.SerializeToString())
 
     def cancel(self, run_id: str) -> None:
         run = self._repo.get_run(run_id)
         if run.state in _ACTIVE_RUN_STATES:
             self._supervisor.request_cancel(run)
-
-    def _refuse(self, new: NewRun, undeclared: list[str], version: str) -> run_pb2.Run:
-        stored, created = self._repo.create_run(new)
-        if not created:
-            return stored
-        message = (
-            f"{version} declares no parameter {', '.join(map(repr, undeclared))}: update "
-            "the schedule's parameters or pin a version that declares them"
-        )
-        now = datetime.now(UTC)
-        event = run_pb2.RunEvent(
-            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
-            run_state=run_pb2.Run.STATE_FAILED,
-            message=message,
-        )
-        event.time.FromDatetime(now)
-        error = run_pb2.ExecutionError(type="raypipe.InvalidParameters", message=message)
-        run, _ = self._repo.record(
-            new.run_id,
-            RunChange(state=run_pb2.Run.STATE_FAILED, end_time=now, error=error, events=[event]),
-        )
-        return run
 
 
 def run_request_id(schedule_id: str, scheduled_time: datetime, attempt: int) -> str:

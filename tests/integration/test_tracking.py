@@ -92,9 +92,10 @@ def _spec(**tracking: Any) -> pipeline_spec_pb2.PipelineSpec:
         {"id": "net", "type": "model_trainer", "depends_on": ["scale"],
          "params": {"backend": "lightning", "task": "classification", "random_state": 0,
                     "hyperparameters": nn}},
-        {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "scale"]},
+        {"id": "evaluate", "type": "model_evaluator", "depends_on": ["train", "net", "scale"],
+         "params": {"input_from": {"model": "train", "split": "scale"}}},
         {"id": "save", "type": "model_saver", "depends_on": ["train"],
-         "params": {"path": "models/xgb", "register_as": "cancer-xgb"}},
+         "params": {"path": "{{ run.name }}", "register_as": "cancer-xgb"}},
         {"id": "save_net", "type": "model_saver", "depends_on": ["net"],
          "params": {"path": "models/net"}},
     ]  # fmt: skip
@@ -158,6 +159,15 @@ def test_run_recorded_with_params_metrics_and_models(
     assert params["train.hyperparameters.max_depth"] == "2"  # the template, resolved
     assert params["train.backend"] == "xgboost"
     assert params["save.register_as"] == "cancer-xgb"
+    # MLflow's params are what the nodes received: templates resolved as the engine resolves
+    # them (the saver wrote where its path said), input_from (wiring) not among them.
+    run_id = run.name.removeprefix("runs/")
+    assert params["save.path"] == run_id
+    saved = {n.node_id: n for n in final.nodes}["save"]
+    model_file = Path(next(a.uri for a in saved.artifacts if a.name == "model"))
+    assert model_file.parent == tmp_path / "data" / "artifacts" / params["save.path"]
+    assert not [k for k in params if "input_from" in k]
+    assert params["evaluate.type"] == "model_evaluator"
     metrics = mlrun.data.metrics
     evaluate = {n.node_id: n for n in final.nodes}["evaluate"].metrics
     assert metrics["evaluate.accuracy"] == pytest.approx(evaluate["accuracy"])
@@ -184,7 +194,7 @@ def test_run_recorded_with_params_metrics_and_models(
     assert scores["evaluate.f1"] == pytest.approx(evaluate["f1"])
 
     # The xgboost model through mlflow.pyfunc predicts what the native saved model predicts.
-    native = load_model(tmp_path / "data" / "artifacts" / "models" / "xgb")
+    native = load_model(model_file.parent)
     rows = frame.drop(columns=["target"]).sample(40, random_state=1).reset_index(drop=True)
     scaled = native.scaler.transform(rows) if native.scaler is not None else rows
     served = mlflow.pyfunc.load_model(xgb.model_uri)
@@ -359,3 +369,45 @@ def test_scores_of_an_evaluator_ending_after_its_model_is_logged_are_linked_once
         assert client.get_run(info.run_id).info.status == "FINISHED"
     finally:
         tracker.close(timeout=5)
+
+
+def test_a_refused_scheduled_fire_is_recorded_like_every_run(
+    tracked: tuple[ControlPlane, Api],
+) -> None:
+    """A fire whose version lacks the schedule's parameters never reaches Ray, yet goes the
+    way every run's end goes: WatchRun shows it FAILED with why, and MLflow mirrors it."""
+    from mlflow import MlflowClient
+
+    from raypipe.v1 import pipeline_pb2, schedule_pb2, schedule_service_pb2_grpc
+    from raypipe.v1 import pipeline_service_pb2 as ppb
+    from raypipe.v1 import schedule_service_pb2 as spb
+
+    _, api = tracked
+    with_x = json_format.ParseDict(
+        {"nodes": [{"id": "a", "type": "noop"}], "parameters": {"x": 1}},
+        pipeline_spec_pb2.PipelineSpec(),
+    )
+    register(api, "sched", with_x)
+    schedules = schedule_service_pb2_grpc.ScheduleServiceStub(api.channel)
+    config = schedule_pb2.Schedule(
+        pipeline="pipelines/sched", parameters={"x": struct_pb2.Value(number_value=2)}
+    )
+    config.cron.expression = "0 0 1 1 *"
+    schedules.CreateSchedule(spb.CreateScheduleRequest(schedule=config, schedule_id="yearly"))
+    # The default version moves to one that declares no "x".
+    api.pipelines.CreatePipelineVersion(
+        ppb.CreatePipelineVersionRequest(
+            parent="pipelines/sched",
+            pipeline_version=pipeline_pb2.PipelineVersion(spec=_noop_spec()),
+        )
+    )
+    run = schedules.TriggerSchedule(spb.TriggerScheduleRequest(name="schedules/yearly")).run
+    final = wait(api, run.name)
+    assert final.state == RunState.STATE_FAILED
+    assert "declares no parameter 'x'" in final.error.message
+    assert final.schedule == "schedules/yearly"
+
+    info = until(_recorded(api, run.name), 60, "the refused run in MLflow").tracking
+    mlrun = until(_terminated(MlflowClient(info.tracking_uri), info.run_id), 60, "its status")
+    assert mlrun.info.status == "FAILED"
+    assert mlrun.data.tags["raypipe.schedule"] == "schedules/yearly"

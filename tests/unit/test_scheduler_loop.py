@@ -21,7 +21,7 @@ from control_plane.schedule_policy import retry_delay, timing_of
 from control_plane.scheduler import Scheduler, StartRequest, SupervisorStarter
 from control_plane.scheduling import FakeClock, jittered
 from control_plane.services.schedule_service import ScheduleService
-from control_plane.storage.repository import NewRun
+from control_plane.storage.repository import NewRun, RunChange
 from control_plane.storage.schedules import ATTEMPT_LABEL, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
 from raypipe.v1 import run_pb2, schedule_pb2
@@ -473,11 +473,20 @@ class RecordingSupervisor:
     def __init__(self, repo: SqlRepository) -> None:
         self.repo = repo
         self.launched: list[NewRun] = []
+        self.refused: list[NewRun] = []
         self.cancelled: list[str] = []
 
     def launch(self, new: NewRun, spec: bytes, reuse: object = None) -> run_pb2.Run:
         self.launched.append(new)
         run, _ = self.repo.create_run(new)
+        return run
+
+    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run:
+        self.refused.append(new)
+        self.repo.create_run(new)
+        run, _ = self.repo.record(
+            new.run_id, RunChange(state=RunState.STATE_FAILED, end_time=T0, error=error)
+        )
         return run
 
     def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
@@ -518,6 +527,8 @@ def test_supervisor_starter_fails_a_run_whose_version_lacks_a_parameter(env: Env
         StartRequest("s", T0, 1, "p", 2, parameters={"x": "v"}, request_id="r")
     )
     assert supervisor.launched == []  # never handed to Ray
+    (refused,) = supervisor.refused  # but through the supervisor, as every run's end
+    assert refused.schedule == "schedules/s"
     assert run.state == RunState.STATE_FAILED
     assert run.schedule == "schedules/s"
     assert "declares no parameter 'x'" in run.error.message
