@@ -20,9 +20,11 @@ $(PY):
 
 # torch first, pinned through constraints.txt to the CPU build on this machine's disk, so that
 # nothing later pulls a multi-GB CUDA build; GPU users install their own torch>=2.1.
-$(STAMP_DEPS): $(PY) pyproject.toml constraints.txt
+# The SDK and CLI (clients/python, the distribution `raypipe`) and the server (the root,
+# `raypipe-server`), both editable, in one resolve.
+$(STAMP_DEPS): $(PY) pyproject.toml clients/python/pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e ./clients/python -e '.[dev]'
 	touch $@
 
 $(BUF): | $(PY)
@@ -41,10 +43,12 @@ $(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS)
 		$(PROTO_SRC)
 	touch $@
 
+# ruff, mypy, the import contracts of docs/architecture.md (import-linter) and buf lint.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	cd proto && ../$(BUF) lint
 
 postgres:

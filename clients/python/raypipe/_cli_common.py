@@ -145,8 +145,47 @@ def fail(error: BaseException, spec_file: Path | None = None) -> NoReturn:
     raise click.exceptions.Exit(exit_code(error))
 
 
+#: Where the server distribution declares its commands (``serve``, ``ray-env``, ``dashboard``).
+COMMANDS_ENTRY_POINTS = "raypipe.commands"
+#: The server's commands, named in help and errors also where the server is not installed.
+SERVER_COMMANDS = {
+    "serve": "Start the control plane (needs the server: pip install raypipe-server).",
+    "ray-env": "Print exports that point Ray's CLI at the server's local Ray head (server).",
+    "dashboard": "Open the server's local Ray dashboard, signed in (server).",
+}
+SERVER_PACKAGE_HINT = (
+    "is a command of the raypipe server, which is not installed here: install it with "
+    "`pip install raypipe-server` (in a clone of the repository: `pip install .` at its root, "
+    "or `make install`); this SDK alone is a client of a running control plane"
+)
+
+
+def _plugin_commands() -> dict[str, Any]:
+    """The ``raypipe.commands`` entry points of installed distributions, by name."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_ENTRY_POINTS)}
+
+
 class RaypipeGroup(click.Group):
-    """The top-level group: turns every SDK error into its line on stderr and exit code."""
+    """The top-level group: turns every SDK error into its line on stderr and exit code, and
+    adds the server's commands from their entry points (loaded only when run)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_commands(), *SERVER_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        plugin = _plugin_commands().get(cmd_name)
+        if plugin is not None:
+            command = plugin.load()
+            if isinstance(command, click.Command):
+                return command
+        if cmd_name in SERVER_COMMANDS:
+            return _missing_server_command(cmd_name)
+        return None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -156,6 +195,21 @@ class RaypipeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+def _missing_server_command(name: str) -> click.Command:
+    """A stand-in that says which package brings ``name`` and exits 1."""
+
+    @click.command(
+        name,
+        help=SERVER_COMMANDS[name],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    def missing() -> None:
+        raise click.ClickException(f"raypipe {name} {SERVER_PACKAGE_HINT}")
+
+    return missing
 
 
 # --- output -------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""The server's commands of the ``raypipe`` CLI: ``serve`` starts the control plane;
+``ray-env`` and ``dashboard`` get into the Ray head it started for its data directory.
+
+They come with the server distribution (``raypipe-server``, this repository's root project),
+which declares them as ``raypipe.commands`` entry points; the SDK's CLI (``raypipe.cli``) finds
+them there, so the client never imports the server. Without the server installed, ``raypipe
+serve`` says which package to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ray_nodes.cluster import find_local_head
+from ray_nodes.dashboard_login import DashboardLogin
+
+__all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=50051, show_default=True, type=int, help="Port; 0 picks one.")
+@click.option(
+    "--data-dir",
+    default=".raypipe",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the database, artifacts and the local Ray head.",
+)
+@click.option("--db", "db_url", default="", help="Database URL (default: SQLite in --data-dir).")
+@click.option(
+    "--data-root",
+    "data_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory data_loader paths may read from; repeatable (default: the current one).",
+)
+@click.option(
+    "--ray-address",
+    default="",
+    help="Address of an existing Ray cluster (default: start or reuse a local head).",
+)
+@click.option(
+    "--stop-ray-on-exit",
+    is_flag=True,
+    help="Stop the local Ray head this server started when it exits (default: leave it, so "
+    "runs outlive the server).",
+)
+@click.option(
+    "--mlflow-tracking-uri",
+    default="",
+    metavar="URI",
+    help="MLflow tracking URI every run is recorded to: a tracking server's URL or a database "
+    "URI (default: SQLite in --data-dir, sqlite:///DATA_DIR/mlflow.db). See docs/tracking.md.",
+)
+@click.option(
+    "--no-mlflow-tracking",
+    is_flag=True,
+    help="Record no run in MLflow (a pipeline can also switch it off: tracking.disabled).",
+)
+@click.option(
+    "--keep-outputs",
+    type=click.Choice(["on-failure", "always"]),
+    default="on-failure",
+    show_default=True,
+    help="When node outputs go to the artifact store: on-failure keeps those of the nodes that "
+    "succeeded once a run fails or is cancelled (what RetryRun reuses); always keeps every "
+    "output. Cache-enabled nodes always keep theirs.",
+)
+@click.option(
+    "--health-interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the gRPC health service checks the database (NOT_SERVING while it does "
+    "not answer); 0 checks only at start-up.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    db_url: str,
+    data_roots: tuple[Path, ...],
+    ray_address: str,
+    stop_ray_on_exit: bool,
+    mlflow_tracking_uri: str,
+    no_mlflow_tracking: bool,
+    keep_outputs: str,
+    health_interval: float,
+    log_level: str,
+) -> None:
+    """Start the control plane and serve until SIGTERM or Ctrl-C."""
+    from control_plane.server import ServerConfig
+    from control_plane.server import serve as run_server
+    from control_plane.storage import DatabaseInUseError
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    roots = tuple(p.resolve() for p in data_roots) or (Path.cwd(),)
+    tracking_uri = ""
+    if not no_mlflow_tracking:
+        tracking_uri = mlflow_tracking_uri or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
+    try:
+        run_server(
+            ServerConfig(
+                data_dir=data_dir.resolve(),
+                host=host,
+                port=port,
+                db_url=db_url,
+                data_roots=roots,
+                ray_address=ray_address,
+                stop_ray_on_exit=stop_ray_on_exit,
+                tracking_uri=tracking_uri,
+                keep_outputs=keep_outputs.replace("-", "_"),
+                health_interval=health_interval,
+            ),
+            sign_in_hint=sign_in_hint(data_dir),
+        )
+    except DatabaseInUseError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    default=".raypipe",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The data directory `raypipe serve` was started with.",
+)
+
+
+def _head(data_dir: Path) -> Any:
+    head = find_local_head(data_dir / "ray")
+    if head is None:
+        raise click.ClickException(
+            f"no Ray head runs for {data_dir} (raypipe serve --data-dir {data_dir} starts one; "
+            "a server given --ray-address uses that cluster instead)"
+        )
+    return head
+
+
+def sign_in_hint(data_dir: Path) -> str:
+    """The one line ``raypipe serve`` and ``make run`` print about getting into Ray."""
+    flag = "" if str(data_dir) == ".raypipe" else f" --data-dir {data_dir}"
+    return (
+        f"Ray dashboard signed in: raypipe dashboard{flag}; "
+        f'Ray CLI (ray status, ray list tasks, ray job submit): eval "$(raypipe ray-env{flag})"'
+    )
+
+
+@click.command("ray-env")
+@DATA_DIR_OPTION
+def ray_env(data_dir: Path) -> None:
+    """Print shell exports that point Ray's CLI at the server's local Ray head.
+
+    \b
+    eval "$(raypipe ray-env)"
+    ray status; ray list tasks; ray job submit -- python my_script.py
+
+    Sets RAY_ADDRESS, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (the head's own token,
+    not ~/.ray/auth_token) and unsets RAY_AUTH_TOKEN.
+    """
+    head = _head(data_dir)
+    click.echo(head.shell_exports(), nl=False)
+    if head.dashboard_url:
+        click.echo(f"# Ray dashboard: {head.dashboard_url} (raypipe dashboard signs you in)")
+
+
+@click.command()
+@DATA_DIR_OPTION
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=True,
+    show_default=True,
+    help="Open the sign-in link in the default browser.",
+)
+@click.option(
+    "--valid-for",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the one-time link works.",
+)
+def dashboard(data_dir: Path, open_browser: bool, valid_for: float) -> None:
+    """Open the local Ray head's dashboard, signed in.
+
+    Prints a one-time link on this machine's loopback address that sets the dashboard's
+    token cookie (Ray keeps it 30 days) and redirects to the dashboard, opens it in the
+    browser unless --no-open, and waits until it is used or expires. Another way in: paste
+    the token from DATA_DIR/ray/auth_token into the dashboard's own dialog.
+    """
+    head = _head(data_dir)
+    if not head.dashboard_url:
+        raise click.ClickException(f"the Ray head of {data_dir} runs without a dashboard")
+    try:
+        login = DashboardLogin(head.dashboard_url, head.token_path, valid_for_s=valid_for)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with login:
+        click.echo(f"Ray dashboard: {head.dashboard_url}")
+        click.echo(f"Sign in once, within {valid_for:.0f} s: {login.url}", nl=True)
+        sys.stdout.flush()
+        if open_browser:
+            webbrowser.open(login.url)
+        try:
+            used = login.wait()
+        except KeyboardInterrupt:
+            used = False
+    if not used:
+        raise click.ClickException("the sign-in link expired unused")
+    click.echo("signed in: the browser keeps the dashboard's cookie for 30 days")
