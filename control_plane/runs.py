@@ -23,7 +23,7 @@ from control_plane.errors import NotFoundError
 from control_plane.run_templates import template_values
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
-from ray_nodes.engine import ArtifactRef, EngineEvent, RayEngine, RunSubmission
+from ray_nodes.engine import ArtifactRef, Engine, EngineEvent, RunSubmission
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
 log = logging.getLogger("raypipe.runs")
@@ -355,7 +355,7 @@ class RunSupervisor:
     def __init__(
         self,
         repository: Repository,
-        engine: RayEngine,
+        engine: Engine,
         *,
         artifact_root: str,
         data_roots: tuple[str, ...],

@@ -40,7 +40,7 @@ from control_plane.errors import (
 )
 from control_plane.schedule_policy import parameters_of, plan_due, retry_delay
 from control_plane.scheduling import Clock, SystemClock
-from control_plane.storage._convert import to_micros
+from control_plane.storage import to_micros
 from control_plane.storage.repository import NewRun, Repository
 from control_plane.storage.schedules import (
     ATTEMPT_LABEL,

@@ -1,7 +1,8 @@
 """The run engine: each run of a pipeline version executes as a Ray task graph, driven by a
 detached supervisor actor that lives in Ray, so runs outlive the control plane.
 
-The control plane uses :class:`RayEngine`; node types may return :class:`NodeResult`.
+The control plane drives runs through an :class:`Engine` (:class:`RayEngine` on Ray); node
+types may return :class:`NodeResult`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray_nodes.engine.types import (
     ArtifactRef,
+    Engine,
     EngineEvent,
     NodeFailure,
     NodeResult,
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactRef",
+    "Engine",
     "EngineEvent",
     "NodeFailure",
     "NodeResult",

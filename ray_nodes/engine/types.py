@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 #: Node states the engine reports; the names of ``raypipe.v1.NodeExecution.State`` values
 #: without their ``STATE_`` prefix.
@@ -108,6 +108,44 @@ class PollResult:
 
     events: dict[str, list[EngineEvent]]
     unknown: frozenset[str] = frozenset()
+
+
+class Engine(Protocol):
+    """What the control plane drives runs through: :class:`~ray_nodes.engine.RayEngine` on a
+    Ray cluster; tests of run supervision use a fake (``tests/engine_fakes.py``).
+
+    Every method may be called from the control plane's threads; none blocks longer than its
+    round trip, except :meth:`poll`, which waits up to ``timeout_s`` for news.
+    """
+
+    def start(self) -> None:
+        """Connect; afterwards every other method works."""
+        ...
+
+    def submit(self, submission: RunSubmission) -> None:
+        """Start executing a run; submitting the same run twice starts it once."""
+        ...
+
+    def cancel(self, run_id: str) -> None:
+        """Stop a run: its running nodes are cancelled, and it ends CANCELLED."""
+        ...
+
+    def poll(self, cursors: Mapping[str, int], timeout_s: float) -> PollResult:
+        """The events of the given runs after their cursors (each run's last stored event
+        number), waiting up to ``timeout_s`` for the first; and the runs it does not know."""
+        ...
+
+    def ack(self, run_id: str, seq: int) -> None:
+        """The events of ``run_id`` up to ``seq`` are stored: the engine may forget them."""
+        ...
+
+    def known_runs(self) -> list[str]:
+        """The ids of the runs the engine executes or holds unacknowledged events of."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the engine; runs go on."""
+        ...
 
 
 @dataclass(frozen=True)

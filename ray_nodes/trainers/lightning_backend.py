@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ray_nodes.data import TrainedModel
-from ray_nodes.ml._params import PARAM_NAMES, param_problems
+from ray_nodes.ml import PARAM_NAMES, param_problems
 from ray_nodes.node import ParamProblem
 from ray_nodes.trainers import FitResult, TrainContext, TrainerBackend, integral_floats_to_int
 
@@ -86,7 +86,7 @@ class LightningBackend(TrainerBackend):
         n_threads: int,
         gpu_ids: tuple[int, ...],
     ) -> Any:
-        from ray_nodes.ml._estimators import estimator_class
+        from ray_nodes.ml import estimator_class
 
         # Ray has set CUDA_VISIBLE_DEVICES to the assigned GPU(s): device 0 is the first.
         return estimator_class(task)(
@@ -98,7 +98,7 @@ class LightningBackend(TrainerBackend):
         )
 
     def fit(self, estimator: Any, X: Any, y: Any, ctx: TrainContext) -> FitResult:
-        from ray_nodes.ml._training import EpochRecord
+        from ray_nodes.ml import EpochRecord
 
         max_epochs = estimator.max_epochs
 
@@ -123,11 +123,11 @@ class LightningBackend(TrainerBackend):
         return FitResult(estimator, metrics)
 
     def save(self, model: TrainedModel, path: Path, fmt: str) -> None:
-        from ray_nodes.ml._state import save_estimator
+        from ray_nodes.ml import save_estimator
 
         save_estimator(model.estimator, path)
 
     def load(self, path: Path, fmt: str, manifest: Mapping[str, Any]) -> Any:
-        from ray_nodes.ml._state import load_estimator
+        from ray_nodes.ml import load_estimator
 
         return load_estimator(path)
