@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane.drain import DrainGate
-from control_plane.services.pipeline_service import PipelineService
+from control_plane.pipelines.service import PipelineService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
 from ray_nodes.engine.types import KEEP_OUTPUTS
@@ -31,8 +31,8 @@ from raypipe.v1 import (
 )
 
 if TYPE_CHECKING:
-    from control_plane.runs import RunSupervisor
-    from control_plane.scheduler import Scheduler
+    from control_plane.runs.supervisor import RunSupervisor
+    from control_plane.schedules.scheduler import Scheduler
     from ray_nodes.cluster import LocalHead
     from ray_nodes.engine import RayEngine
 
@@ -202,8 +202,8 @@ class ControlPlane:
 
     def _start_runs(self, server: grpc.Server, repo: Repository) -> None:
         # Imported here so that a server without runs never imports Ray.
-        from control_plane.runs import RunSupervisor, rebuild_submission
-        from control_plane.services.run_service import RunService
+        from control_plane.runs.service import RunService
+        from control_plane.runs.supervisor import RunSupervisor, rebuild_submission
         from control_plane.tracking import open_tracker
         from ray_nodes.cluster import ensure_local_head
         from ray_nodes.engine import RayEngine
@@ -246,8 +246,8 @@ class ControlPlane:
         self._start_scheduler(server, repo)
 
     def _start_scheduler(self, server: grpc.Server, repo: Repository) -> None:
-        from control_plane.scheduler import Scheduler, SupervisorStarter
-        from control_plane.services.schedule_service import ScheduleService
+        from control_plane.schedules.scheduler import Scheduler, SupervisorStarter
+        from control_plane.schedules.service import ScheduleService
         from control_plane.storage.schedules import ScheduleRepository
         from raypipe.v1 import schedule_service_pb2_grpc
 

@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ray_nodes.errors import RayNodesError
+
 __all__ = [
     "DASHBOARD_PORT",
     "LocalHead",
@@ -69,7 +71,7 @@ IDLE_WORKER_KEEP_MS = 60_000
 _MAX_TEMP_DIR_LEN = 30
 
 
-class LocalHeadError(RuntimeError):
+class LocalHeadError(RayNodesError, RuntimeError):
     """The local Ray head could not be started, or its recorded state is unusable."""
 
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_nodes.errors import RayNodesError
 from ray_nodes.node import ArtifactKind, NodeType
 from ray_nodes.registry import NodeRegistry
 from ray_nodes.templating import merge_parameters, resolve
@@ -184,7 +185,7 @@ def dependency_map(nodes: Iterable[GraphNode]) -> dict[str, tuple[str, ...]]:
 # -- order and cycles --------------------------------------------------------------------------
 
 
-class CycleError(ValueError):
+class CycleError(RayNodesError, ValueError):
     """The graph has cycles; ``cycles`` lists one per strongly connected component."""
 
     def __init__(self, cycles: list[tuple[str, ...]]) -> None:
@@ -381,7 +382,7 @@ class Wiring:
     problems: tuple[WiringProblem, ...] = ()
 
 
-class WiringError(ValueError):
+class WiringError(RayNodesError, ValueError):
     """A spec whose inputs cannot be wired; validation would have rejected it."""
 
     def __init__(self, problems: Sequence[WiringProblem]) -> None:

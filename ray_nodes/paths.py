@@ -20,6 +20,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from ray_nodes.errors import RayNodesError
+
 __all__ = [
     "PathEscapeError",
     "data_path_problem",
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-class PathEscapeError(ValueError):
+class PathEscapeError(RayNodesError, ValueError):
     """A path names something outside every root it may use, or is malformed."""
 
 

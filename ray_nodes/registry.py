@@ -33,6 +33,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
+from ray_nodes.errors import RayNodesError
 from ray_nodes.node import ArtifactKind, NodeType, ParamProblem
 from ray_nodes.templating import format_path
 
@@ -57,14 +58,14 @@ BUILTIN_ORIGIN = "builtin"
 #: Built-in node types as ``"module:Class"``; adding a type is adding a line. Import paths
 #: rather than classes keep this module importable without every node's dependencies.
 BUILTIN_NODE_TYPES: tuple[str, ...] = (
-    "ray_nodes.noop:NoopNode",
-    "ray_nodes.data_loader:DataLoaderNode",
-    "ray_nodes.data_preprocessor:DataPreprocessorNode",
-    "ray_nodes.train_test_split:TrainTestSplitNode",
-    "ray_nodes.feature_scaler:FeatureScalerNode",
-    "ray_nodes.model_trainer:ModelTrainerNode",
-    "ray_nodes.model_evaluator:ModelEvaluatorNode",
-    "ray_nodes.model_saver:ModelSaverNode",
+    "ray_nodes.nodes.noop:NoopNode",
+    "ray_nodes.nodes.data_loader:DataLoaderNode",
+    "ray_nodes.nodes.data_preprocessor:DataPreprocessorNode",
+    "ray_nodes.nodes.train_test_split:TrainTestSplitNode",
+    "ray_nodes.nodes.feature_scaler:FeatureScalerNode",
+    "ray_nodes.nodes.model_trainer:ModelTrainerNode",
+    "ray_nodes.nodes.model_evaluator:ModelEvaluatorNode",
+    "ray_nodes.nodes.model_saver:ModelSaverNode",
 )
 #: Param keys that the validator and the engine handle for every type; a type's schema may not
 #: declare them. ``input_from`` names the upstream node to take an input from (see
@@ -74,11 +75,11 @@ RESERVED_PARAMS: frozenset[str] = frozenset({"input_from"})
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
-class NodeTypeError(ValueError):
+class NodeTypeError(RayNodesError, ValueError):
     """A class cannot be registered: a bad or duplicate name, a bad schema or kinds."""
 
 
-class UnknownNodeTypeError(KeyError):
+class UnknownNodeTypeError(RayNodesError, KeyError):
     """No node type is registered under the name asked for."""
 
     def __init__(self, name: str, suggestions: list[str]) -> None:

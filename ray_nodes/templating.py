@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ray_nodes.errors import RayNodesError
+
 __all__ = [
     "NAMESPACES",
     "RUN_FIELDS",
@@ -70,7 +72,7 @@ class TemplateRef:
         return f"{self.namespace}.{self.name}"
 
 
-class TemplateError(ValueError):
+class TemplateError(RayNodesError, ValueError):
     """A template names something that does not exist.
 
     Attributes:

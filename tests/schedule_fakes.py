@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from google.protobuf import struct_pb2
 
-from control_plane.scheduler import StartRequest
-from control_plane.scheduling import Clock
+from control_plane.schedules.scheduler import StartRequest
+from control_plane.schedules.timing import Clock
 from control_plane.storage.repository import NewRun, RunChange, RunFilter
 from control_plane.storage.schedules import ATTEMPT_LABEL
 from control_plane.storage.sql import SqlRepository

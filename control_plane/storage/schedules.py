@@ -3,7 +3,7 @@
 :class:`ScheduleRepository` shares the connection pool of the
 :class:`~control_plane.storage.sql.SqlRepository` it is built from, so schedules, fires and
 runs are one database and one pool. It stores; it does not decide: the policy lives in
-:mod:`control_plane.schedule_policy` and the loop in :mod:`control_plane.scheduler`, which
+:mod:`control_plane.schedules.policy` and the loop in :mod:`control_plane.schedules.scheduler`, which
 reads and writes through a :class:`ScheduleTx` so that a decision and its record are one
 transaction.
 

@@ -1,7 +1,7 @@
 """Logging a saved model into an MLflow run as an MLflow 3 logged model, from a Ray task.
 
 The task loads the model the ``model_saver`` node wrote, in its native format
-(:func:`ray_nodes.model_saver.load_model`, which checks the SHA-256 and never unpickles), takes
+(:func:`ray_nodes.nodes.model_saver.load_model`, which checks the SHA-256 and never unpickles), takes
 a few test rows of the split the model was trained from as the input example, infers the
 signature from them and the model's predictions, and logs it with the matching flavour's own
 ``mlflow.<flavour>.log_model(..., name=<node id>)`` into the raypipe run's MLflow run. MLflow
@@ -180,7 +180,7 @@ def _register(client: Any, name: str, model_id: str, run_id: str) -> str:
 def _log_once(job: ModelJob, tracking_uri: str, run_id: str) -> LoggedModel:
     from mlflow import MlflowClient
 
-    from ray_nodes.model_saver import load_model
+    from ray_nodes.nodes.model_saver import load_model
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.get_run(run_id).info.experiment_id

@@ -13,7 +13,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from control_plane.run_templates import template_values
+from control_plane.runs.events import artifact_ref
+from control_plane.runs.templates import template_values
 from ray_nodes.engine import ArtifactRef, EngineEvent
 from ray_nodes.graph import match_inputs, node_params, run_parameters
 from ray_nodes.registry import NodeRegistry
@@ -69,7 +70,7 @@ class ModelJob:
 
     Attributes:
         node_id: The model_saver node that saved it (also the logged model's name).
-        model_dir: The directory ``ray_nodes.model_saver.load_model`` reads.
+        model_dir: The directory ``ray_nodes.nodes.model_saver.load_model`` reads.
         example: The stored split whose test rows make the input example, if any.
         register_as: The registered model name, from the node's ``register_as`` param.
     """
@@ -234,7 +235,6 @@ def _upstream(spec: pipeline_spec_pb2.PipelineSpec, node_id: str) -> Iterator[st
 def _example_split(
     spec: pipeline_spec_pb2.PipelineSpec, run: run_pb2.Run, node_id: str
 ) -> ArtifactRef | None:
-    from control_plane.runs import artifact_ref  # the run's artifact conversion, one copy
 
     records = {n.node_id: n for n in run.nodes}
     for upstream in _upstream(spec, node_id):

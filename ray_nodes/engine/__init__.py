@@ -15,7 +15,9 @@ from ray_nodes.engine.types import (
     EngineEvent,
     NodeFailure,
     NodeResult,
+    NodeState,
     PollResult,
+    RunState,
     RunSubmission,
 )
 
@@ -28,8 +30,10 @@ __all__ = [
     "EngineEvent",
     "NodeFailure",
     "NodeResult",
+    "NodeState",
     "PollResult",
     "RayEngine",
+    "RunState",
     "RunSubmission",
 ]
 

@@ -29,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from ray_nodes.engine.types import ArtifactRef
+from ray_nodes.errors import RayNodesError
 
 _JSON_TYPES = (type(None), bool, int, float, str)
 #: Outputs whose JSON is at most this long are kept in their URI (``data:``) instead of a file.
 INLINE_MAX_BYTES = 256
 
 
-class ArtifactIntegrityError(RuntimeError):
+class ArtifactIntegrityError(RayNodesError, RuntimeError):
     """A stored artifact is missing or its bytes no longer match the recorded SHA-256."""
 
 

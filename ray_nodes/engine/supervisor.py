@@ -25,14 +25,17 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from ray_nodes.engine.artifacts import store_output
 from ray_nodes.engine.compiler import CompiledNode, compile_run
-from ray_nodes.engine.task import NodeError, execute_node, load_reused
+from ray_nodes.engine.task import NodeError, NodeOutcome, execute_node, load_reused
 from ray_nodes.engine.types import (
     TERMINAL_NODE_STATES,
     TERMINAL_RUN_STATES,
     EngineEvent,
     NodeFailure,
+    NodeState,
+    RunState,
     RunSubmission,
 )
+from ray_nodes.errors import RayNodesError
 
 log = logging.getLogger("raypipe.supervisor")
 
@@ -63,7 +66,7 @@ _store_later: Any = ray.remote(store_output)  # type: ignore[arg-type]
 @dataclass
 class _Node:
     plan: CompiledNode
-    state: str = "PENDING"
+    state: NodeState = NodeState.PENDING
     attempt: int = 0
     started_at: float = 0.0
     out_ref: Any = None
@@ -121,12 +124,12 @@ class Supervisor:
         except Exception as e:  # an invalid spec slipped through, or a node type is missing
             failure = NodeFailure("", f"{type(e).__module__}.{type(e).__qualname__}", str(e))
             run.terminal = True
-            await self._emit(run, kind="run", state="FAILED", error=failure, message=str(e))
+            await self._emit(run, kind="run", state=RunState.FAILED, error=failure, message=str(e))
             return "failed"
         run.nodes = {n.node_id: _Node(n) for n in compiled.nodes}
-        await self._emit(run, kind="run", state="RUNNING", message="handed to Ray")
+        await self._emit(run, kind="run", state=RunState.RUNNING, message="handed to Ray")
         for node_id in compiled.impossible:
-            run.nodes[node_id].state = "FAILED"
+            run.nodes[node_id].state = NodeState.FAILED
         await self._submit(run, compiled)
         await asyncio.gather(*(self._follow(run, node) for node in run.nodes.values()))
         await self._finish(run)
@@ -279,7 +282,9 @@ class Supervisor:
             node = run.nodes[plan.node_id]
             if compiled.impossible and compiled.fail_fast:
                 break  # the run fails before anything starts
-            if node.state == "FAILED" or any(run.nodes[u].out_ref is None for u in plan.upstream):
+            if node.state == NodeState.FAILED or any(
+                run.nodes[u].out_ref is None for u in plan.upstream
+            ):
                 continue  # impossible, or downstream of an impossible node
             if plan.node_id in sub.reuse:
                 node.out_ref, node.info_ref = _load.options(  # type: ignore[misc]
@@ -307,21 +312,21 @@ class Supervisor:
             await self._settle(run, node)
         finally:
             node.done.set()
-        if node.state == "FAILED" and run.failed is None:
+        if node.state == NodeState.FAILED and run.failed is None:
             run.failed = node.failure
             if plan.fail_fast:
                 await self._cancel_nodes(run)
 
     async def _settle(self, run: _Run, node: _Node) -> None:
         plan = node.plan
-        if node.state == "FAILED":  # impossible resources, found before submission
+        if node.state == NodeState.FAILED:  # impossible resources, found before submission
             node.failure = plan.impossible_failure
             assert node.failure is not None
             await self._emit(
                 run,
                 kind="node",
                 node_id=plan.node_id,
-                state="FAILED",
+                state=NodeState.FAILED,
                 error=node.failure,
                 message=node.failure.message,
                 end_time=time.time(),
@@ -330,16 +335,19 @@ class Supervisor:
         for up in plan.upstream:
             await run.nodes[up].done.wait()
         ups = [run.nodes[u].state for u in plan.upstream]
-        if node.out_ref is None or any(s in ("FAILED", "SKIPPED") for s in ups):
+        if node.out_ref is None or any(s in (NodeState.FAILED, NodeState.SKIPPED) for s in ups):
             if run.cancelled or (
-                node.out_ref is None and not any(s in ("FAILED", "SKIPPED") for s in ups)
+                node.out_ref is None
+                and not any(s in (NodeState.FAILED, NodeState.SKIPPED) for s in ups)
             ):
-                await self._end(run, node, "CANCELLED", "never started: the run was cancelled")
+                await self._end(
+                    run, node, NodeState.CANCELLED, "never started: the run was cancelled"
+                )
             else:
-                await self._end(run, node, "SKIPPED", "an upstream node failed")
+                await self._end(run, node, NodeState.SKIPPED, "an upstream node failed")
             return
-        if any(s == "CANCELLED" for s in ups):
-            await self._end(run, node, "CANCELLED", "an upstream node was cancelled")
+        if any(s == NodeState.CANCELLED for s in ups):
+            await self._end(run, node, NodeState.CANCELLED, "an upstream node was cancelled")
             return
         if run.cancelled:  # became ready after the cancel: stop it before (or as) it starts
             await self._stop_task(node)
@@ -350,12 +358,12 @@ class Supervisor:
             except Exception as e:
                 await self._fail(run, node, e)
                 return
-            node.state = "CACHED"
+            node.state = NodeState.CACHED
             await self._emit(
                 run,
                 kind="node",
                 node_id=plan.node_id,
-                state="CACHED",
+                state=NodeState.CACHED,
                 cached_from=source,
                 artifacts=run.submission.reuse[plan.node_id][1],
                 end_time=time.time(),
@@ -369,29 +377,29 @@ class Supervisor:
             return
         except Exception as e:
             if run.cancelled or node.cancel_sent or isinstance(e, TaskCancelledError):
-                await self._end(run, node, "CANCELLED", "cancelled")
+                await self._end(run, node, NodeState.CANCELLED, "cancelled")
             else:
                 await self._fail(run, node, e)
             return
-        await self._running(run, node, info["attempt"], info["start_time"], info["ray_task_id"])
-        node.output_stored = info.get("output_stored", True)
-        node.state = "SUCCEEDED"
+        await self._running(run, node, info.attempt, info.start_time, info.ray_task_id)
+        node.output_stored = info.output_stored
+        node.state = NodeState.SUCCEEDED
         await self._emit(
             run,
             kind="node",
             node_id=plan.node_id,
-            state="SUCCEEDED",
-            attempt=info["attempt"],
-            metrics=info["metrics"],
-            artifacts=tuple(info["artifacts"]),
-            notes=tuple(dict.fromkeys((*plan.notes, *info["notes"]))),
-            ray_task_id=info["ray_task_id"],
-            start_time=info["start_time"],
-            end_time=info["end_time"],
+            state=NodeState.SUCCEEDED,
+            attempt=info.attempt,
+            metrics=info.metrics,
+            artifacts=info.artifacts,
+            notes=tuple(dict.fromkeys((*plan.notes, *info.notes))),
+            ray_task_id=info.ray_task_id,
+            start_time=info.start_time,
+            end_time=info.end_time,
             message=f"node {plan.node_id} succeeded",
         )
 
-    async def _await_info(self, run: _Run, node: _Node) -> dict[str, Any]:
+    async def _await_info(self, run: _Run, node: _Node) -> NodeOutcome:
         timeout = node.plan.timeout_s
         if not timeout:
             return await self._harvester.result(node.info_ref)  # type: ignore[no-any-return]
@@ -400,7 +408,7 @@ class Supervisor:
             done, _ = await asyncio.wait({waiter}, timeout=0.2)
             if done:
                 return waiter.result()
-            if node.state == "RUNNING" and time.time() - node.started_at > timeout:
+            if node.state == NodeState.RUNNING and time.time() - node.started_at > timeout:
                 await self._stop_task(node)
                 raise _Timeout(
                     TimeoutError(
@@ -436,14 +444,14 @@ class Supervisor:
     ) -> None:
         """The RUNNING state change of an attempt that ended before it reported one (see
         :mod:`ray_nodes.engine.task`), so that watchers see every state change."""
-        if node.state == "RUNNING" and node.attempt >= attempt:
+        if node.state == NodeState.RUNNING and node.attempt >= attempt:
             return  # reported already (or a late report of an earlier attempt)
-        node.state, node.attempt, node.started_at = "RUNNING", attempt, start_time
+        node.state, node.attempt, node.started_at = NodeState.RUNNING, attempt, start_time
         await self._emit(
             run,
             kind="node",
             node_id=node.plan.node_id,
-            state="RUNNING",
+            state=NodeState.RUNNING,
             attempt=attempt,
             ray_task_id=task_id,
             start_time=start_time,
@@ -455,19 +463,19 @@ class Supervisor:
         if isinstance(cause, NodeError) and cause.attempt and cause.start_time:
             await self._running(run, node, cause.attempt, cause.start_time, "")
         failure = node.failure = _failure(node.plan.node_id, exc)
-        node.state = "FAILED"
+        node.state = NodeState.FAILED
         await self._emit(
             run,
             kind="node",
             node_id=node.plan.node_id,
-            state="FAILED",
+            state=NodeState.FAILED,
             attempt=node.attempt,
             error=failure,
             end_time=time.time(),
             message=f"node {node.plan.node_id} failed: {failure.message}",
         )
 
-    async def _end(self, run: _Run, node: _Node, state: str, message: str) -> None:
+    async def _end(self, run: _Run, node: _Node, state: NodeState, message: str) -> None:
         node.state = state
         await self._emit(
             run,
@@ -512,17 +520,17 @@ class Supervisor:
         states = {n.state for n in run.nodes.values()}
         if run.cancelled:
             state, error = (
-                "CANCELLED",
+                RunState.CANCELLED,
                 NodeFailure("", "raypipe.RunCancelled", "the run was cancelled"),
             )
-        elif states <= {"SUCCEEDED", "CACHED"}:
-            state, error = "SUCCEEDED", None
+        elif states <= {NodeState.SUCCEEDED, NodeState.CACHED}:
+            state, error = RunState.SUCCEEDED, None
         else:
-            state = "FAILED"
+            state = RunState.FAILED
             error = run.failed or NodeFailure("", "raypipe.RunFailed", "a node did not succeed")
             if error.node_id:
                 error = replace(error, message=f"node {error.node_id} failed: {error.message}")
-        if state != "SUCCEEDED":
+        if state != RunState.SUCCEEDED:
             await self._store_outputs(run)
         run.terminal = True
         await self._emit(run, kind="run", state=state, error=error, message=f"run {state.lower()}")
@@ -535,7 +543,7 @@ class Supervisor:
         pending = [
             n
             for n in run.nodes.values()
-            if n.state == "SUCCEEDED" and not n.output_stored and n.out_ref is not None
+            if n.state == NodeState.SUCCEEDED and not n.output_stored and n.out_ref is not None
         ]
         if not pending:
             return
@@ -662,7 +670,7 @@ def _outcome(ref: Any) -> tuple[Any, BaseException | None]:
         return None, e
 
 
-class _Timeout(Exception):
+class _Timeout(RayNodesError):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error

@@ -30,6 +30,7 @@ import ray
 
 from ray_nodes.engine.artifacts import inline_output, load_output, store_file, store_output
 from ray_nodes.engine.types import ArtifactRef, NodeResult
+from ray_nodes.errors import RayNodesError
 from ray_nodes.node import NodeContext
 
 SUPERVISOR_NAME = "raypipe-supervisor"
@@ -37,6 +38,32 @@ SUPERVISOR_NAME = "raypipe-supervisor"
 #: with their result.
 STARTED_REPORT_DELAY_S = 0.05
 _supervisor: Any = None
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What a node's task hands the supervisor beside its output (the task's second return):
+    how the attempt that succeeded went.
+
+    Attributes:
+        attempt: The attempt that succeeded, from 1.
+        start_time: When it started (Unix seconds).
+        end_time: When it ended.
+        metrics: What was measured (duration, peak memory, rows) and what the node reported.
+        artifacts: The stored output (when stored) and the files the node wrote.
+        output_stored: Whether the output went to the artifact store (else it is inline).
+        notes: What the node noted for the user.
+        ray_task_id: The Ray task that ran it.
+    """
+
+    attempt: int
+    start_time: float
+    end_time: float
+    metrics: dict[str, float]
+    artifacts: tuple[ArtifactRef, ...]
+    output_stored: bool
+    notes: tuple[str, ...]
+    ray_task_id: str
 
 
 @dataclass(frozen=True)
@@ -201,7 +228,7 @@ def _backoff(plan: NodePlan, attempt: int) -> float:
     return min(delay, plan.max_backoff) if plan.max_backoff > 0 else delay
 
 
-class NodeError(Exception):
+class NodeError(RayNodesError):
     """A node's failure as it crosses Ray: the original type name, message and traceback, so
     the record keeps them even when the exception class does not unpickle elsewhere; and the
     failed attempt with its start time."""
@@ -220,7 +247,7 @@ class NodeError(Exception):
         return f"{self.type_name}: {self.message}"
 
 
-def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
+def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
     """Run one node: every attempt, its measurements, and the stored output.
 
     ``args`` holds the node's inputs (the first ``plan.num_inputs``), then placeholders of
@@ -314,20 +341,20 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, dict[str, Any]]:
     if rows_out is not None:
         measured["rows_out"] = float(rows_out)
     measured.update({k: float(v) for k, v in metrics.items()})
-    info = {
-        "attempt": attempt,
-        "start_time": started,
-        "end_time": ended,
-        "metrics": measured,
-        "artifacts": (
+    outcome = NodeOutcome(
+        attempt=attempt,
+        start_time=started,
+        end_time=ended,
+        metrics=measured,
+        artifacts=(
             *(() if stored is None else (stored,)),
             *(_artifact(plan, extra) for extra in artifacts),
         ),
-        "output_stored": stored is not None,
-        "notes": tuple(ctx.notes),
-        "ray_task_id": task_id,
-    }
-    return output, info
+        output_stored=stored is not None,
+        notes=tuple(ctx.notes),
+        ray_task_id=task_id,
+    )
+    return output, outcome
 
 
 def _artifact(plan: NodePlan, value: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:

@@ -8,16 +8,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
-#: Node states the engine reports; the names of ``raypipe.v1.NodeExecution.State`` values
-#: without their ``STATE_`` prefix.
-NODE_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "CACHED")
+
+class NodeState(StrEnum):
+    """A node's state as the engine reports it: the names of ``raypipe.v1.NodeExecution.State``
+    values without their ``STATE_`` prefix (a StrEnum: it equals, pickles and formats as that
+    name). PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED; PENDING -> CACHED | SKIPPED |
+    CANCELLED | FAILED (resources no node has)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+    CACHED = "CACHED"
+
+
+class RunState(StrEnum):
+    """A run's state as the engine reports it (``raypipe.v1.Run.State`` without ``STATE_``):
+    RUNNING -> SUCCEEDED | FAILED | CANCELLED, or FAILED at once when the graph cannot run."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+#: Node states the engine reports.
+NODE_STATES = tuple(NodeState)
 #: Run states the engine reports.
-RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-TERMINAL_NODE_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "CACHED"})
+RUN_STATES = tuple(RunState)
+TERMINAL_NODE_STATES = frozenset(NodeState) - {NodeState.PENDING, NodeState.RUNNING}
 #: The states a run ends in.
-TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+TERMINAL_RUN_STATES = frozenset(RunState) - {RunState.RUNNING}
 
 
 @dataclass(frozen=True)

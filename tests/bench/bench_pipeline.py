@@ -243,14 +243,14 @@ def _pipeline_once(csv: Path, artifacts: Path, run: str) -> dict[str, float]:
     import ray
 
     from ray_nodes.data import output_of
-    from ray_nodes.data_loader import DataLoaderNode
-    from ray_nodes.data_preprocessor import DataPreprocessorNode
-    from ray_nodes.feature_scaler import FeatureScalerNode
-    from ray_nodes.model_evaluator import ModelEvaluatorNode
-    from ray_nodes.model_saver import ModelSaverNode
-    from ray_nodes.model_trainer import ModelTrainerNode
     from ray_nodes.node import NodeContext
-    from ray_nodes.train_test_split import TrainTestSplitNode
+    from ray_nodes.nodes.data_loader import DataLoaderNode
+    from ray_nodes.nodes.data_preprocessor import DataPreprocessorNode
+    from ray_nodes.nodes.feature_scaler import FeatureScalerNode
+    from ray_nodes.nodes.model_evaluator import ModelEvaluatorNode
+    from ray_nodes.nodes.model_saver import ModelSaverNode
+    from ray_nodes.nodes.model_trainer import ModelTrainerNode
+    from ray_nodes.nodes.train_test_split import TrainTestSplitNode
 
     @ray.remote
     def run_node(node: Any, ctx: NodeContext, *inputs: Any) -> Any:
@@ -289,8 +289,8 @@ def pipeline(csv: Path, artifacts: Path, sampler: PeakSampler | None = None) -> 
     import ray
 
     from ray_nodes.cluster import IDLE_WORKER_KEEP_MS
-    from ray_nodes.data_preprocessor import DataPreprocessorNode
     from ray_nodes.node import NodeContext
+    from ray_nodes.nodes.data_preprocessor import DataPreprocessorNode
 
     # Idle workers are kept as long as on raypipe's own head, so that the bare tasks and the
     # engine run on the same worker pool policy.

@@ -38,9 +38,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from control_plane.schedule_policy import timing_of
-from control_plane.scheduler import Scheduler, StartRequest
-from control_plane.scheduling import SystemClock, cron_instants, jitter_offset, jittered, parse_cron
+from control_plane.schedules.policy import timing_of
+from control_plane.schedules.scheduler import Scheduler, StartRequest
+from control_plane.schedules.timing import (
+    SystemClock,
+    cron_instants,
+    jitter_offset,
+    jittered,
+    parse_cron,
+)
 from control_plane.storage.repository import NewRun
 from control_plane.storage.schedules import NewSchedule, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository

@@ -70,7 +70,7 @@ def run_engine(work: Path) -> dict[str, Any]:
     from google.protobuf import json_format
 
     from ray_nodes.engine import RayEngine, RunSubmission
-    from ray_nodes.model_saver import load_model
+    from ray_nodes.nodes.model_saver import load_model
     from raypipe.v1 import pipeline_spec_pb2
 
     spec = json_format.ParseDict({"nodes": _nodes("cancer.csv")}, pipeline_spec_pb2.PipelineSpec())

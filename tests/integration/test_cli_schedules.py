@@ -19,10 +19,10 @@ import grpc
 import pytest
 import yaml
 
-from control_plane.scheduler import Scheduler
-from control_plane.scheduling import Clock, FakeClock, SystemClock
-from control_plane.services.pipeline_service import PipelineService
-from control_plane.services.schedule_service import ScheduleService
+from control_plane.pipelines.service import PipelineService
+from control_plane.schedules.scheduler import Scheduler
+from control_plane.schedules.service import ScheduleService
+from control_plane.schedules.timing import Clock, FakeClock, SystemClock
 from control_plane.storage.schedules import ScheduleRepository
 from control_plane.storage.sql import open_repository
 from ray_nodes.registry import default_registry

@@ -13,7 +13,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from ray_nodes.model_saver import load_model
+from ray_nodes.nodes.model_saver import load_model
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 from raypipe.v1 import run_service_pb2 as rpb
 from tests.integration.conftest import Api

@@ -21,16 +21,16 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from ray_nodes.data import Split, TrainedModel
-from ray_nodes.data_loader import DataLoaderNode
-from ray_nodes.data_preprocessor import DataPreprocessorNode
 from ray_nodes.engine import NodeResult
-from ray_nodes.feature_scaler import FeatureScalerNode
-from ray_nodes.model_evaluator import ModelEvaluatorNode
-from ray_nodes.model_saver import ModelSaverNode, load_model
-from ray_nodes.model_trainer import ModelTrainerNode
 from ray_nodes.node import NodeContext, NodeType
+from ray_nodes.nodes.data_loader import DataLoaderNode
+from ray_nodes.nodes.data_preprocessor import DataPreprocessorNode
+from ray_nodes.nodes.feature_scaler import FeatureScalerNode
+from ray_nodes.nodes.model_evaluator import ModelEvaluatorNode
+from ray_nodes.nodes.model_saver import ModelSaverNode, load_model
+from ray_nodes.nodes.model_trainer import ModelTrainerNode
+from ray_nodes.nodes.train_test_split import TrainTestSplitNode
 from ray_nodes.paths import PathEscapeError
-from ray_nodes.train_test_split import TrainTestSplitNode
 from raypipe.v1 import pipeline_service_pb2 as pb
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 from tests.integration.conftest import Api, expect_error

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from control_plane.runs import RunView, touched_nodes
+from control_plane.runs.events import RunView, touched_nodes
 from control_plane.server import ControlPlane
 from control_plane.storage.repository import RunChange
 from control_plane.storage.sql import SqlRepository

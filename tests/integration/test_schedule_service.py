@@ -20,11 +20,11 @@ import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from control_plane.errors import FailedPreconditionError
-from control_plane.scheduler import Scheduler
-from control_plane.scheduling import FakeClock
+from control_plane.pipelines.service import PipelineService
+from control_plane.schedules.scheduler import Scheduler
+from control_plane.schedules.service import ScheduleService
+from control_plane.schedules.timing import FakeClock
 from control_plane.server import ControlPlane
-from control_plane.services.pipeline_service import PipelineService
-from control_plane.services.schedule_service import ScheduleService
 from control_plane.storage.schedules import ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
 from ray_nodes.registry import default_registry

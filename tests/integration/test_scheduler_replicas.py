@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from control_plane.schedule_policy import timing_of
-from control_plane.scheduler import Scheduler, StartRequest
-from control_plane.scheduling import FakeClock, SystemClock, fires_between
+from control_plane.schedules.policy import timing_of
+from control_plane.schedules.scheduler import Scheduler, StartRequest
+from control_plane.schedules.timing import FakeClock, SystemClock, fires_between
 from control_plane.storage._schedule_tables import schedule_fires
 from control_plane.storage._tables import runs
 from control_plane.storage.schedules import ATTEMPT_LABEL, NewSchedule, ScheduleRepository

@@ -29,7 +29,7 @@ from sklearn.datasets import load_breast_cancer
 
 from control_plane.server import ControlPlane, ServerConfig
 from control_plane.tracking import default_tracking_uri
-from ray_nodes.model_saver import load_model
+from ray_nodes.nodes.model_saver import load_model
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 from raypipe.v1 import run_service_pb2 as rpb
 from tests.integration.conftest import Api
@@ -312,9 +312,9 @@ def test_scores_of_an_evaluator_ending_after_its_model_is_logged_are_linked_once
     from control_plane.tracking import MlflowTracker
     from ray_nodes.data import Split, output_of
     from ray_nodes.engine import ArtifactRef, EngineEvent
-    from ray_nodes.model_saver import ModelSaverNode
-    from ray_nodes.model_trainer import ModelTrainerNode
     from ray_nodes.node import NodeContext
+    from ray_nodes.nodes.model_saver import ModelSaverNode
+    from ray_nodes.nodes.model_trainer import ModelTrainerNode
 
     frame = load_breast_cancer(as_frame=True)
     X_train, X_test, y_train, y_test = train_test_split(frame.data, frame.target, random_state=0)

@@ -74,3 +74,27 @@ def test_the_check_sees_a_private_import(tmp_path: Path, monkeypatch) -> None:  
         "control_plane.b.thief -> control_plane.a._inner",
         "control_plane.b.thief -> control_plane.a._inner.x",
     ]
+
+
+def _exception_classes(base: Path) -> Iterator[tuple[str, list[str]]]:
+    """(class name, its base names) of every class in ``base`` that looks like an exception."""
+    for path in sorted(base.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases]
+            if any(b.endswith(("Error", "Exception")) for b in bases):
+                yield f"{path.relative_to(ROOT)}:{node.name}", bases
+
+
+def test_every_ray_nodes_error_derives_from_its_one_root() -> None:
+    from ray_nodes.errors import RayNodesError
+
+    found = dict(_exception_classes(PACKAGES["ray_nodes"]))
+    assert found, "no exception classes found: the scan is broken"
+    rooted = {"RayNodesError"}
+    # An error rooted through another ray_nodes error (say a subclass of WiringError) counts.
+    for _ in range(3):
+        rooted |= {k.rsplit(":", 1)[1] for k, bases in found.items() if rooted & set(bases)}
+    unrooted = sorted(k for k in found if k.rsplit(":", 1)[1] not in rooted)
+    assert unrooted == [], f"not derived from {RayNodesError.__name__}: {unrooted}"

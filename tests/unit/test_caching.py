@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control_plane.caching import cache_keys
+from control_plane.runs.caching import cache_keys
 from raypipe.v1 import pipeline_spec_pb2
 
 Spec = pipeline_spec_pb2.PipelineSpec

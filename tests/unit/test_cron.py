@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from control_plane.scheduling.cron import CronError, CronExpression, cron_instants, parse_cron
+from control_plane.schedules.timing.cron import CronError, CronExpression, cron_instants, parse_cron
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

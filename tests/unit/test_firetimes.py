@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from control_plane.scheduling import (
+from control_plane.schedules.timing import (
     DEFAULT_GRACE,
     CatchupPolicy,
     Clock,

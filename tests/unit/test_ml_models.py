@@ -25,10 +25,10 @@ from ray_nodes.ml import (
     save_estimator,
 )
 from ray_nodes.ml._device import resolve_placement
-from ray_nodes.model_saver import load_model, save_model
-from ray_nodes.model_trainer import ModelTrainerNode
 from ray_nodes.node import NodeContext
-from ray_nodes.trainers import get_backend
+from ray_nodes.nodes.model_saver import load_model, save_model
+from ray_nodes.nodes.model_trainer import ModelTrainerNode
+from ray_nodes.nodes.trainers import get_backend
 
 
 def _scaled(X: Any, y: Any, **split: Any) -> tuple[Any, ...]:
@@ -255,8 +255,8 @@ def test_validating_a_spec_imports_neither_torch_nor_lightning() -> None:
 
     code = (
         "import sys\n"
-        "from ray_nodes.model_trainer import ModelTrainerNode\n"
-        "from ray_nodes.model_saver import ModelSaverNode\n"
+        "from ray_nodes.nodes.model_trainer import ModelTrainerNode\n"
+        "from ray_nodes.nodes.model_saver import ModelSaverNode\n"
         "p = {'backend': 'lightning', 'task': 'regression', 'hyperparameters': {'dropout': 0.1}}\n"
         "assert ModelTrainerNode.check_params(p) == []\n"
         "assert ModelSaverNode.check_params({'format': 'pt'}) == []\n"
@@ -270,12 +270,17 @@ def test_public_names() -> None:
     import ray_nodes.ml as ml
 
     assert set(ml.__all__) == {
+        "PARAM_NAMES",
+        "EpochRecord",
         "LightningClassifier",
         "LightningRegressor",
         "TabularNet",
+        "estimator_class",
         "load_estimator",
+        "param_problems",
         "save_estimator",
     }
-    assert all(callable(getattr(ml, name)) for name in ml.__all__)
+    assert all(callable(getattr(ml, name)) for name in set(ml.__all__) - {"PARAM_NAMES"})
+    assert "hidden_layer_sizes" in ml.PARAM_NAMES
     with pytest.raises(AttributeError):
         _ = ml.Nothing  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import json_format
 
 from control_plane.errors import InvalidArgumentError
-from control_plane.validation import validate_spec
+from control_plane.pipelines.validation import validate_spec
 from ray_nodes.node import NodeContext
 from ray_nodes.registry import ENTRY_POINT_GROUP, NodeRegistry
 from raypipe.v1.pipeline_spec_pb2 import PipelineSpec

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from ray_nodes.data import output_of
-from ray_nodes.data_loader import DataLoaderNode, infer_format
 from ray_nodes.node import NodeContext
+from ray_nodes.nodes.data_loader import DataLoaderNode, infer_format
 from ray_nodes.paths import PathEscapeError
 
 

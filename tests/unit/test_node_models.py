@@ -15,11 +15,11 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
 from ray_nodes.data import Split, TrainedModel, output_of
-from ray_nodes.model_evaluator import ModelEvaluatorNode
-from ray_nodes.model_saver import ModelSaverNode, load_model
-from ray_nodes.model_trainer import ModelTrainerNode, encode_labels
 from ray_nodes.node import NodeContext
-from ray_nodes.trainers import integral_floats_to_int
+from ray_nodes.nodes.model_evaluator import ModelEvaluatorNode
+from ray_nodes.nodes.model_saver import ModelSaverNode, load_model
+from ray_nodes.nodes.model_trainer import ModelTrainerNode, encode_labels
+from ray_nodes.nodes.trainers import integral_floats_to_int
 
 
 def ctx(node_id: str, params: dict[str, Any], tmp_path: Path | None = None) -> NodeContext:
@@ -120,7 +120,7 @@ def test_saver_refuses_escapes_and_foreign_formats(iris_split: Split, tmp_path: 
 def test_skops_loading_refuses_types_outside_sklearn(tmp_path: Path) -> None:
     import skops.io
 
-    from ray_nodes.trainers.sklearn_backend import SklearnBackend
+    from ray_nodes.nodes.trainers.sklearn_backend import SklearnBackend
 
     skops.io.dump({"f": pd.Timestamp("2020-01-01")}, str(tmp_path / "x.skops"))
     with pytest.raises(ValueError, match="outside scikit-learn"):

@@ -9,9 +9,9 @@ import pytest
 from google.protobuf import json_format
 
 from control_plane.errors import InvalidArgumentError
-from control_plane.validation import validate_spec
+from control_plane.pipelines.validation import validate_spec
+from ray_nodes.nodes.trainers import backend_names
 from ray_nodes.registry import NodeRegistry, default_registry
-from ray_nodes.trainers import backend_names
 from raypipe.v1.pipeline_spec_pb2 import PipelineSpec
 
 LIBRARY = (

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_nodes import data_preprocessor as dp
 from ray_nodes.data import output_of
 from ray_nodes.node import NodeContext
+from ray_nodes.nodes import data_preprocessor as dp
 
 
 def objects(*values: object) -> np.ndarray:

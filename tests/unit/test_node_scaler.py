@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
-from ray_nodes import data_preprocessor, feature_scaler
 from ray_nodes.data import FittedScaler, Split, output_of
-from ray_nodes.feature_scaler import FeatureScalerNode, combine_moments, fit_scaler
 from ray_nodes.node import NodeContext
+from ray_nodes.nodes import data_preprocessor, feature_scaler
+from ray_nodes.nodes.feature_scaler import FeatureScalerNode, combine_moments, fit_scaler
 
 
 @pytest.fixture(autouse=True)

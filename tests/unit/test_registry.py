@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem
-from ray_nodes.noop import NoopNode
+from ray_nodes.nodes.noop import NoopNode
 from ray_nodes.registry import (
     BUILTIN_NODE_TYPES,
     NodeRegistry,
@@ -129,7 +129,7 @@ def test_register_rejects_bad_declarations(attrs: dict[str, Any], message: str) 
         NodeRegistry().register(cls)
 
 
-@pytest.mark.parametrize("obj", [NodeType, object, int, "ray_nodes.noop:NoopNode"])
+@pytest.mark.parametrize("obj", [NodeType, object, int, "ray_nodes.nodes.noop:NoopNode"])
 def test_register_rejects_what_is_not_a_node_type(obj: Any) -> None:
     with pytest.raises(NodeTypeError, match="not a NodeType subclass"):
         NodeRegistry().register(obj)
@@ -154,7 +154,7 @@ def test_check_params_reports_schema_errors_at_their_keys_then_cross_field_check
 
 
 def test_builtins_are_listed_once_as_import_paths() -> None:
-    assert "ray_nodes.noop:NoopNode" in BUILTIN_NODE_TYPES
+    assert "ray_nodes.nodes.noop:NoopNode" in BUILTIN_NODE_TYPES
     registry = NodeRegistry()
     registry.load_builtins()
     assert len(registry) == len(BUILTIN_NODE_TYPES)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.runs import RunSupervisor, rebuild_submission
+from control_plane.runs.supervisor import RunSupervisor, rebuild_submission
 from control_plane.storage.repository import NewRun
 from control_plane.storage.sql import SqlRepository, open_repository
 from ray_nodes.engine import EngineEvent

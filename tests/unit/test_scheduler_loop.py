@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
-from control_plane.schedule_policy import retry_delay, timing_of
-from control_plane.scheduler import Scheduler, StartRequest, SupervisorStarter
-from control_plane.scheduling import FakeClock, jittered
-from control_plane.services.schedule_service import ScheduleService
+from control_plane.schedules.policy import retry_delay, timing_of
+from control_plane.schedules.scheduler import Scheduler, StartRequest, SupervisorStarter
+from control_plane.schedules.service import ScheduleService
+from control_plane.schedules.timing import FakeClock, jittered
 from control_plane.storage.repository import NewRun, RunChange
 from control_plane.storage.schedules import ATTEMPT_LABEL, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository

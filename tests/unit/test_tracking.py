@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format, struct_pb2
 
+from control_plane.pipelines.validation import spec_violations
 from control_plane.tracking import MlflowTracker, NullTracker, open_tracker
 from control_plane.tracking.records import (
     MAX_PARAM_VALUE,
@@ -23,7 +24,6 @@ from control_plane.tracking.records import (
     run_tags,
     run_url,
 )
-from control_plane.validation import spec_violations
 from ray_nodes.engine import ArtifactRef, EngineEvent
 from ray_nodes.registry import default_registry
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import control_plane.scheduling as scheduling
-from control_plane.scheduling import (
+import control_plane.schedules.timing as scheduling
+from control_plane.schedules.timing import (
     DEFAULT_CATCHUP_WINDOW,
     CatchupPolicy,
     CronTrigger,
@@ -74,7 +74,7 @@ def test_exported_names() -> None:
 
 def test_importing_the_scheduler_does_not_import_ray() -> None:
     code = (
-        "import sys, control_plane.scheduling; "
+        "import sys, control_plane.schedules.timing; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'grpc', 'sqlalchemy'}))"
     )
     out = subprocess.run(

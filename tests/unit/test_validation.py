@@ -11,8 +11,8 @@ import pytest
 from google.protobuf import json_format
 
 from control_plane.errors import InvalidArgumentError
-from control_plane.specs import canonical_spec_bytes, spec_digest
-from control_plane.validation import MAX_NODES, ValidatedSpec, validate_spec
+from control_plane.pipelines.specs import canonical_spec_bytes, spec_digest
+from control_plane.pipelines.validation import MAX_NODES, ValidatedSpec, validate_spec
 from ray_nodes.graph import (
     CycleError,
     WiringError,
@@ -21,7 +21,7 @@ from ray_nodes.graph import (
     topological_order,
 )
 from ray_nodes.node import ArtifactKind, NodeType, ParamProblem
-from ray_nodes.noop import NoopNode
+from ray_nodes.nodes.noop import NoopNode
 from ray_nodes.registry import NodeRegistry
 from raypipe.v1.pipeline_spec_pb2 import PipelineSpec
 

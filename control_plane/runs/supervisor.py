@@ -1,0 +1,414 @@
+"""Run supervision in the control plane: the one way a run starts (or is refused), hands runs
+to the engine, records what it reports (folded by :mod:`control_plane.runs.events`), and wakes
+the watchers of a run.
+
+The graph itself is driven inside Ray (see :mod:`ray_nodes.engine`), so a run keeps going
+while this process is down. The engine keeps every event until it is acknowledged; this loop
+acknowledges an event only after it is committed to storage, so nothing is lost or doubled
+across a restart: a restarted control plane resumes each active run from its stored cursor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+
+from google.protobuf import json_format
+
+from control_plane.errors import NotFoundError
+from control_plane.runs.caching import cache_keys, cached_outputs
+from control_plane.runs.events import (
+    TERMINAL_RUN_STATES,
+    NodeState,
+    RunState,
+    RunView,
+    artifact_ref,
+    fold_events,
+    struct_of,
+    touched_nodes,
+)
+from control_plane.runs.templates import template_values
+from control_plane.storage.repository import NewRun, Repository, RunChange
+from control_plane.tracking import NullTracker, Tracker
+from ray_nodes.engine import ArtifactRef, Engine, EngineEvent, RunSubmission
+from raypipe.v1 import pipeline_spec_pb2, run_pb2
+
+log = logging.getLogger("raypipe.runs")
+
+#: How long the polling loop sleeps while it follows no run. Only ``submit`` starts following
+#: one, and it wakes the loop at once, so this is a backstop, not a latency: a run started on
+#: an idle server is polled for within milliseconds.
+IDLE_WAIT_S = 30.0
+
+
+def build_submission(
+    run: run_pb2.Run,
+    spec: bytes,
+    *,
+    artifact_root: str,
+    data_roots: tuple[str, ...],
+    reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
+    keep_outputs: str = "on_failure",
+) -> RunSubmission:
+    """What the engine needs to execute a stored run."""
+    run_id = run.name.removeprefix("runs/")
+    run_name, scheduled_time = template_values(run)
+    return RunSubmission(
+        run_id=run_id,
+        run_name=run_name,
+        pipeline_id=run.pipeline.removeprefix("pipelines/"),
+        spec=spec,
+        parameters=json_format.MessageToDict(struct_of(run.parameters)),
+        artifact_root=artifact_root,
+        data_roots=data_roots,
+        reuse=dict(reuse or {}),
+        scheduled_time=scheduled_time,
+        keep_outputs=keep_outputs,
+    )
+
+
+def rebuild_submission(
+    repo: Repository,
+    run_id: str,
+    *,
+    artifact_root: str,
+    data_roots: tuple[str, ...],
+    keep_outputs: str = "on_failure",
+) -> RunSubmission | None:
+    """The submission of a stored run (a retry's reuse comes from the run it retries)."""
+    run = repo.get_run(run_id)
+    pipeline_id, _, number = run.pipeline_version.removeprefix("pipelines/").partition("/versions/")
+    try:
+        version = repo.get_version(pipeline_id, int(number))
+    except NotFoundError:
+        return None  # the pipeline was force-deleted meanwhile: the run cannot start
+    keys = {n.node_id: n.cache_key for n in run.nodes if n.cache_key}
+    reuse = {
+        **cached_outputs(repo, keys, run_id=run_id),
+        **(
+            reusable_outputs(repo.get_run(run.retry_of.removeprefix("runs/")))
+            if run.retry_of
+            else {}
+        ),
+    }
+    return build_submission(
+        run,
+        version.spec.SerializeToString(),
+        artifact_root=artifact_root,
+        data_roots=data_roots,
+        reuse=reuse,
+        keep_outputs=keep_outputs,
+    )
+
+
+REUSABLE_NODE_STATES = (NodeState.STATE_SUCCEEDED, NodeState.STATE_CACHED)
+
+
+def reusable_outputs(run: run_pb2.Run) -> dict[str, tuple[str, tuple[ArtifactRef, ...]]]:
+    """node id -> (the run that produced its output, the stored artifacts), for RetryRun."""
+    run_id = run.name.removeprefix("runs/")
+    return {
+        node.node_id: (
+            node.cached_from.removeprefix("runs/") or run_id,
+            tuple(artifact_ref(a) for a in node.artifacts),
+        )
+        for node in run.nodes
+        if node.state in REUSABLE_NODE_STATES and node.artifacts
+    }
+
+
+class RunNotifier:
+    """Wakes the WatchRun streams of a run when new events are stored."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server is shutting down: streams end instead of waiting on."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake every waiting stream for good (the server is shutting down)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def notify(self, run_ids: Iterable[str]) -> None:
+        with self._cond:
+            for run_id in run_ids:
+                self._versions[run_id] = self._versions.get(run_id, 0) + 1
+            self._cond.notify_all()
+
+    def version(self, run_id: str) -> int:
+        with self._cond:
+            return self._versions.get(run_id, 0)
+
+    def wait(self, run_id: str, seen: int, timeout: float) -> int:
+        """Block until the run's version passes ``seen``, ``timeout`` elapses or the
+        notifier closes."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._closed or self._versions.get(run_id, 0) != seen, timeout
+            )
+            return self._versions.get(run_id, 0)
+
+
+class RunSupervisor:
+    """Submits runs to the engine and records what the engine reports, in one thread."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        engine: Engine,
+        *,
+        artifact_root: str,
+        data_roots: tuple[str, ...],
+        poll_timeout: float = 1.0,
+        tracker: Tracker | None = None,
+        keep_outputs: str = "on_failure",
+    ) -> None:
+        self._repo = repository
+        self.tracker: Tracker = tracker or NullTracker()
+        self._engine = engine
+        self.artifact_root = artifact_root
+        self.data_roots = data_roots
+        self.keep_outputs = keep_outputs
+        self._poll_timeout = poll_timeout
+        self.notifier = RunNotifier()
+        self._cursors: dict[str, int] = {}
+        self._views: dict[str, RunView] = {}  # the followed runs, whole (this loop's only)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._followed = threading.Event()  # set when a run is followed (and at stop)
+        self._thread = threading.Thread(target=self._loop, name="run-supervisor", daemon=True)
+
+    def start(self, rebuild: Callable[[str], RunSubmission | None]) -> None:
+        """Re-attach to every run that storage says is active, then start the loop.
+
+        A PENDING run the engine has never heard of was stored but not submitted before the
+        previous process died: ``rebuild`` recreates its submission (submitting is idempotent).
+        Any other active run the engine does not know was lost with the cluster.
+        """
+        self.tracker.start(self._store_tracking)
+        known = set(self._engine.known_runs())
+        for run_id in self._repo.active_run_ids():
+            cursor = self._repo.engine_cursor(run_id)
+            if run_id in known:
+                self._cursors[run_id] = cursor
+                self._track(self._resume_tracking, run_id)
+                continue
+            submission = rebuild(run_id) if cursor == 0 else None
+            if submission is not None:
+                log.info("run %s: submitting again after a restart", run_id)
+                self._cursors[run_id] = 0
+                self._engine.submit(submission)
+            else:
+                self._lose(run_id)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._followed.set()
+        self._thread.join(timeout=self._poll_timeout + 5)
+        self.tracker.close()
+
+    def launch(
+        self,
+        new: NewRun,
+        spec: bytes,
+        reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
+    ) -> run_pb2.Run:
+        """Store a new run and hand it to the engine; the one way runs start.
+
+        A ``request_id`` (or a (schedule, scheduled_time)) seen before returns the stored run
+        without submitting it again. If Ray cannot take the run it is recorded FAILED.
+        """
+        spec_message = pipeline_spec_pb2.PipelineSpec.FromString(spec)
+        keys = cache_keys(spec_message, new.parameters, run_id=new.run_id)
+        stored, created = self._repo.create_run(dataclasses.replace(new, cache_keys=keys))
+        if not created:
+            return stored
+        self._track(self.tracker.run_started, stored, spec_message)
+        # A retry's own reuse (the nodes that succeeded in the run it retries) comes first.
+        reuse = {**cached_outputs(self._repo, keys, run_id=new.run_id), **(reuse or {})}
+        submission = build_submission(
+            stored,
+            spec,
+            artifact_root=self.artifact_root,
+            data_roots=self.data_roots,
+            reuse=reuse,
+            keep_outputs=self.keep_outputs,
+        )
+        try:
+            self.submit(submission)
+        except Exception as e:
+            log.exception("run %s: submission to Ray failed", new.run_id)
+            error = run_pb2.ExecutionError(
+                type=f"{type(e).__module__}.{type(e).__qualname__}",
+                message=f"could not hand the run to Ray: {e}",
+            )
+            stored = self._finish(new.run_id, RunState.STATE_FAILED, error)
+        return stored
+
+    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run:
+        """Store a run that must not start as FAILED with ``error``, never handing it to Ray.
+
+        The same path as every run's end: watchers are woken and the tracker records it (an
+        MLflow run, then FAILED), so a refused start is seen wherever runs are looked at. A
+        ``request_id`` (or a (schedule, scheduled_time)) seen before returns the stored run.
+        """
+        stored, created = self._repo.create_run(new)
+        if not created:
+            return stored
+        self._track(
+            self.tracker.run_started, stored, pipeline_spec_pb2.PipelineSpec.FromString(spec)
+        )
+        return self._finish(new.run_id, RunState.STATE_FAILED, error)
+
+    def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
+        """Record CANCELLING (once) and ask the engine to stop the run."""
+        run_id = run.name.removeprefix("runs/")
+        if run.state != RunState.STATE_CANCELLING:
+            event = run_pb2.RunEvent(
+                type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,
+                run_state=RunState.STATE_CANCELLING,
+                message="cancel requested",
+            )
+            event.time.GetCurrentTime()
+            run, _ = self._repo.record(
+                run_id, RunChange(state=RunState.STATE_CANCELLING, events=[event])
+            )
+            self.notifier.notify([run_id])
+        self._engine.cancel(run_id)
+        return run
+
+    def _finish(
+        self, run_id: str, state: run_pb2.Run.State, error: run_pb2.ExecutionError
+    ) -> run_pb2.Run:
+        """Record a terminal state that the engine will never report."""
+        now = datetime.now(UTC)
+        event = run_pb2.RunEvent(
+            type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED, run_state=state, message=error.message
+        )
+        event.time.FromDatetime(now)
+        run, _ = self._repo.record(
+            run_id, RunChange(state=state, end_time=now, error=error, events=[event])
+        )
+        self.notifier.notify([run_id])
+        self._track(self.tracker.run_finished, run)
+        return run
+
+    def submit(self, submission: RunSubmission) -> None:
+        """Hand a stored PENDING run to the engine and follow it."""
+        # Registered with the engine first, so the poll that follows the run finds it there.
+        self._engine.submit(submission)
+        with self._lock:
+            self._cursors.setdefault(submission.run_id, 0)
+        self._followed.set()  # an idle loop starts polling at once
+
+    def cancel(self, run_id: str) -> None:
+        self._engine.cancel(run_id)
+
+    def _lose(self, run_id: str) -> None:
+        """The engine does not know an active run: its supervisor (or the cluster) was lost."""
+        message = "the Ray cluster lost this run (its supervisor or the cluster restarted)"
+        self._finish(
+            run_id,
+            RunState.STATE_FAILED,
+            run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
+        )
+        log.warning("run %s: %s", run_id, message)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._followed.clear()  # before the read: a run followed after it sets it again
+            if self._stop.is_set():
+                break  # stop() sets _stop before _followed: its wake-up may just be cleared
+            with self._lock:
+                cursors = dict(self._cursors)
+            if not cursors:
+                self._followed.wait(IDLE_WAIT_S)
+                continue
+            try:
+                result = self._engine.poll(cursors, self._poll_timeout)
+            except Exception:
+                log.exception("polling the engine failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            for run_id in result.unknown:
+                with self._lock:
+                    self._cursors.pop(run_id, None)
+                    self._views.pop(run_id, None)
+                self._lose(run_id)
+            for run_id, events in result.events.items():
+                try:
+                    self._record(run_id, events)
+                except Exception:
+                    log.exception(
+                        "run %s: recording %d events failed; will retry", run_id, len(events)
+                    )
+
+    def _record(self, run_id: str, events: list[EngineEvent]) -> None:
+        # Only the nodes these events touch are read and returned; the whole run, which the
+        # tracker hooks take, is kept up to date in a RunView (read whole once per run).
+        touched = touched_nodes(ev.node_id for ev in events)
+        change = fold_events(self._repo.get_run(run_id, node_ids=touched), events)
+        partial, _ = self._repo.record(run_id, change, node_ids=touched)
+        view = self._views.get(run_id)
+        if view is None:
+            stored = self._repo.get_run(run_id)
+            self._views[run_id] = RunView(stored)
+        else:
+            stored = view.update(partial)
+        last = events[-1].seq
+        self._engine.ack(run_id, last)
+        with self._lock:
+            if stored.state in TERMINAL_RUN_STATES:
+                self._cursors.pop(run_id, None)
+                self._views.pop(run_id, None)
+            else:
+                self._cursors[run_id] = last
+        self.notifier.notify([run_id])
+        self._track(self.tracker.events, stored, events)
+        if change.state in TERMINAL_RUN_STATES:
+            self._track(self.tracker.run_finished, stored)
+
+    # -- experiment tracking: hooks that never block and never fail the run ----------------------
+
+    def _track(self, hook: Callable[..., None], *args: object) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("experiment tracking hook %s failed", getattr(hook, "__name__", hook))
+
+    def _resume_tracking(self, run_id: str) -> None:
+        run = self._repo.get_run(run_id)
+        if not run.tracking.run_id:
+            return
+        pipeline_id, _, number = run.pipeline_version.removeprefix("pipelines/").partition(
+            "/versions/"
+        )
+        version = self._repo.get_version(pipeline_id, int(number))
+        self.tracker.run_resumed(run, version.spec)
+
+    def _store_tracking(self, run_id: str, info: run_pb2.TrackingInfo) -> None:
+        """Save what the tracker recorded (its MLflow run id, URL, problems) on the run."""
+        self._repo.record(run_id, RunChange(tracking=info))
+        self.notifier.notify([run_id])
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """For tests and shutdown: wait until no run is followed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._cursors:
+                    return True
+            time.sleep(0.05)
+        return False

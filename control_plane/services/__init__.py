@@ -1,1 +1,0 @@
-"""One module per gRPC service of ``raypipe.v1``."""
