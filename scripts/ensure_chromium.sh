@@ -10,33 +10,11 @@
 # `chromium` on PATH it does nothing. Set RAYPIPE_SKIP_CHROMIUM=1 to skip it.
 set -euo pipefail
 
-log() { echo "ensure_chromium: $*" >&2; }
-
 if [[ "${RAYPIPE_SKIP_CHROMIUM:-}" == 1 ]] || command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
-
-hint="install Chromium yourself for the browser tests (apt-get install chromium); they skip without it"
-
-if ! command -v apt-get >/dev/null 2>&1; then
-  log "no apt-get here; $hint"
-  exit 0
+bash "$(dirname "$0")/ensure_debian_package.sh" ensure_chromium chromium chromium \
+  "install Chromium yourself for the browser tests (apt-get install chromium); they skip without it"
+if command -v chromium >/dev/null 2>&1; then
+  echo "ensure_chromium: $(chromium --version 2>&1)" >&2
 fi
-
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  as_root=(sudo -n)
-else
-  log "need root (or password-less sudo) to apt-get install chromium; $hint"
-  exit 0
-fi
-
-log "installing chromium (apt-get install -y chromium)"
-export DEBIAN_FRONTEND=noninteractive
-if ! "${as_root[@]}" apt-get install -y -qq chromium >/dev/null; then
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" apt-get install -y -qq chromium >/dev/null
-fi
-command -v chromium >/dev/null 2>&1 || { log "chromium installed but not on PATH"; exit 1; }
-log "$(chromium --version 2>&1)"

@@ -10,34 +10,12 @@
 # nothing. Set RAYPIPE_SKIP_GRAPHVIZ=1 to skip it.
 set -euo pipefail
 
-log() { echo "ensure_graphviz: $*" >&2; }
-
 if [[ "${RAYPIPE_SKIP_GRAPHVIZ:-}" == 1 ]] || command -v dot >/dev/null 2>&1; then
   exit 0
 fi
-
-hint="install Graphviz yourself for 'raypipe graph -o svg|png' (apt-get install graphviz, \
+bash "$(dirname "$0")/ensure_debian_package.sh" ensure_graphviz dot graphviz \
+  "install Graphviz yourself for 'raypipe graph -o svg|png' (apt-get install graphviz, \
 brew install graphviz); -o dot works without it"
-
-if ! command -v apt-get >/dev/null 2>&1; then
-  log "no apt-get here; $hint"
-  exit 0
+if command -v dot >/dev/null 2>&1; then
+  echo "ensure_graphviz: $(dot -V 2>&1)" >&2
 fi
-
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  as_root=(sudo -n)
-else
-  log "need root (or password-less sudo) to apt-get install graphviz; $hint"
-  exit 0
-fi
-
-log "installing graphviz (apt-get install -y graphviz)"
-export DEBIAN_FRONTEND=noninteractive
-if ! "${as_root[@]}" apt-get install -y -qq graphviz >/dev/null; then
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" apt-get install -y -qq graphviz >/dev/null
-fi
-command -v dot >/dev/null 2>&1 || { log "graphviz installed but no dot on PATH"; exit 1; }
-log "$(dot -V 2>&1)"
