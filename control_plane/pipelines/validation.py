@@ -32,13 +32,11 @@ from ray_nodes.graph import (
     dependency_map,
     find_cycles,
     format_cycle,
-    split_params,
-    struct_to_python,
     topological_order,
-    value_to_python,
     wire,
 )
 from ray_nodes.node import ParamProblem
+from ray_nodes.params import split_params, struct_to_python, value_to_python
 from ray_nodes.registry import NodeRegistry
 from ray_nodes.templating import (
     Path,

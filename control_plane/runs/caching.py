@@ -32,13 +32,8 @@ import fsspec
 from control_plane.runs.events import artifact_ref
 from control_plane.storage.repository import Repository
 from ray_nodes.engine.types import ArtifactRef
-from ray_nodes.graph import (
-    dependency_map,
-    node_params,
-    nodes_from_spec,
-    run_parameters,
-    topological_order,
-)
+from ray_nodes.graph import dependency_map, nodes_from_spec, topological_order
+from ray_nodes.params import node_params, run_parameters
 from raypipe.v1 import pipeline_spec_pb2
 
 __all__ = ["CACHE_KEY_VERSION", "cache_keys", "cached_outputs"]

@@ -16,7 +16,8 @@ from google.protobuf import json_format
 from control_plane.runs.events import artifact_ref
 from control_plane.runs.templates import template_values
 from ray_nodes.engine import ArtifactRef, EngineEvent
-from ray_nodes.graph import match_inputs, node_params, run_parameters
+from ray_nodes.graph import match_inputs
+from ray_nodes.params import node_params, run_parameters
 from ray_nodes.registry import NodeRegistry
 from ray_nodes.templating import TemplateError
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
@@ -154,7 +155,7 @@ def _parameters(run: run_pb2.Run, spec: pipeline_spec_pb2.PipelineSpec) -> dict[
 def _node_params(
     run: run_pb2.Run, node: pipeline_spec_pb2.Node, parameters: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A node's params as its ``run`` receives them (:func:`ray_nodes.graph.node_params`)."""
+    """A node's params as its ``run`` receives them (:func:`ray_nodes.params.node_params`)."""
     run_name, scheduled_time = template_values(run)
     try:
         return node_params(

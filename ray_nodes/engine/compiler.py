@@ -19,7 +19,8 @@ import ray
 
 from ray_nodes.engine.task import NodePlan
 from ray_nodes.engine.types import NodeFailure, RunSubmission
-from ray_nodes.graph import match_inputs, node_params, run_parameters
+from ray_nodes.graph import match_inputs
+from ray_nodes.params import node_params, run_parameters
 from ray_nodes.registry import default_registry
 from raypipe.v1 import pipeline_spec_pb2
 

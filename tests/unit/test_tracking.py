@@ -281,7 +281,7 @@ def test_params_are_what_the_engine_gives_the_node() -> None:
     """MLflow's params come from the engine's own resolver: ``{{ run.name }}`` is the display
     name, else the bare run id (as the node gets it, not ``runs/{id}``); ``{{
     run.scheduled_time }}`` the nominal time; ``input_from`` is wiring, not a param."""
-    from ray_nodes.graph import node_params, run_parameters
+    from ray_nodes.params import node_params, run_parameters
 
     spec = json_format.ParseDict(
         {

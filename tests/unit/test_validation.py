@@ -13,13 +13,7 @@ from google.protobuf import json_format
 from control_plane.errors import InvalidArgumentError
 from control_plane.pipelines.specs import canonical_spec_bytes, spec_digest
 from control_plane.pipelines.validation import MAX_NODES, ValidatedSpec, validate_spec
-from ray_nodes.graph import (
-    CycleError,
-    WiringError,
-    find_cycles,
-    match_inputs,
-    topological_order,
-)
+from ray_nodes.graph import CycleError, WiringError, find_cycles, match_inputs, topological_order
 from ray_nodes.node import ArtifactKind, NodeType, ParamProblem
 from ray_nodes.nodes.noop import NoopNode
 from ray_nodes.registry import NodeRegistry
