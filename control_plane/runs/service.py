@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 import grpc
 from google.protobuf import json_format
@@ -25,9 +24,9 @@ from control_plane.runs.events import (
     struct_of,
     touched_nodes,
 )
+from control_plane.runs.requests import RunRequest
 from control_plane.runs.supervisor import RunSupervisor, reusable_outputs
-from control_plane.storage.repository import NewRun, Repository, RunFilter
-from ray_nodes.engine import ArtifactRef
+from control_plane.storage.repository import Repository, RunFilter
 from raypipe.v1 import run_pb2, run_service_pb2_grpc
 from raypipe.v1 import run_service_pb2 as pb
 
@@ -64,35 +63,22 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         if problems:
             raise InvalidArgumentError.from_violations(problems)
         pipeline_id, number = self._resolve_version(run)
-        version = self._repo.get_version(pipeline_id, number)
-        parameters = json_format.MessageToDict(struct_of(run.parameters))
-        undeclared = sorted(set(parameters) - set(version.spec.parameters))
-        if undeclared:
-            declared = ", ".join(sorted(version.spec.parameters)) or "none"
-            raise InvalidArgumentError.from_violations(
-                FieldViolation(
-                    f"run.parameters[{name!r}]",
-                    f"the pipeline version declares no parameter {name!r} (declared: {declared})",
-                )
-                for name in undeclared
-            )
         return pb.CreateRunResponse(
-            run=self._start(
-                NewRun(
-                    run_id=uuid.uuid4().hex,
+            run=self._supervisor.start_run(
+                RunRequest(
                     pipeline_id=pipeline_id,
                     version_number=number,
-                    parameters=parameters,
-                    node_ids=[n.id for n in version.spec.nodes],
+                    parameters=json_format.MessageToDict(struct_of(run.parameters)),
                     display_name=run.display_name,
                     labels=dict(run.labels),
                     request_id=request.request_id,
-                ),
-                version.spec.SerializeToString(),
+                )
             )
         )
 
-    def _resolve_version(self, run: run_pb2.Run) -> tuple[str, int]:
+    def _resolve_version(self, run: run_pb2.Run) -> tuple[str, int | None]:
+        """The pipeline and the version the request names; None for the default version,
+        which the supervisor resolves as it starts the run."""
         if run.pipeline_version:
             pipeline_id, number = names.parse_version_name(
                 run.pipeline_version, "run.pipeline_version"
@@ -111,22 +97,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 "run.pipeline",
                 "give run.pipeline (its default version runs) or run.pipeline_version",
             )
-        pipeline_id = names.parse_pipeline_name(run.pipeline, "run.pipeline")
-        pipeline = self._repo.get_pipeline(pipeline_id)
-        if not pipeline.default_version:
-            raise FailedPreconditionError(
-                f"pipeline {pipeline.name!r} has no version yet: create one first",
-                reason="PIPELINE_HAS_NO_VERSION",
-            )
-        return names.parse_version_name(pipeline.default_version, "run.pipeline")
-
-    def _start(
-        self,
-        new: NewRun,
-        spec: bytes,
-        reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
-    ) -> run_pb2.Run:
-        return self._supervisor.launch(new, spec, reuse)
+        return names.parse_pipeline_name(run.pipeline, "run.pipeline"), None
 
     # --- read --------------------------------------------------------------------------------
     @unary
@@ -256,20 +227,20 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 reason="RUN_NOT_RETRYABLE",
             )
         pipeline_id, number = names.parse_version_name(original.pipeline_version, "name")
-        version = self._repo.get_version(pipeline_id, number)
-        reuse = reusable_outputs(original)
-        new = NewRun(
-            run_id=uuid.uuid4().hex,
-            pipeline_id=pipeline_id,
-            version_number=number,
-            parameters=json_format.MessageToDict(struct_of(original.parameters)),
-            node_ids=[n.id for n in version.spec.nodes],
-            display_name=original.display_name,
-            labels=dict(original.labels),
-            request_id=request.request_id,
-            retry_of=original.name,
+        return pb.RetryRunResponse(
+            run=self._supervisor.start_run(
+                RunRequest(
+                    pipeline_id=pipeline_id,
+                    version_number=number,
+                    parameters=json_format.MessageToDict(struct_of(original.parameters)),
+                    display_name=original.display_name,
+                    labels=dict(original.labels),
+                    request_id=request.request_id,
+                    retry_of=original.name,
+                    reuse=reusable_outputs(original),
+                )
+            )
         )
-        return pb.RetryRunResponse(run=self._start(new, version.spec.SerializeToString(), reuse))
 
 
 def _event_types(types: Iterable[int]) -> frozenset[int] | None:

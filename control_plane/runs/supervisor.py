@@ -14,12 +14,18 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
 
-from control_plane.errors import NotFoundError
+from control_plane.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from control_plane.runs.caching import cache_keys, cached_outputs
 from control_plane.runs.events import (
     TERMINAL_RUN_STATES,
@@ -31,6 +37,7 @@ from control_plane.runs.events import (
     struct_of,
     touched_nodes,
 )
+from control_plane.runs.requests import RunRequest, undeclared_parameters
 from control_plane.runs.templates import template_values
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
@@ -218,6 +225,61 @@ class RunSupervisor:
         self._followed.set()
         self._thread.join(timeout=self._poll_timeout + 5)
         self.tracker.close()
+
+    def start_run(self, request: RunRequest) -> run_pb2.Run:
+        """Start a run: the one way every caller starts one (see :class:`RunRequest`).
+
+        Resolves the version (the pipeline's default when none is given), checks the
+        parameters against it, then :meth:`launch` stores the run, looks its cached nodes up
+        and hands it to the engine; or :meth:`refuse` records why it cannot run.
+
+        Raises:
+            NotFoundError: the pipeline or version does not exist.
+            FailedPreconditionError: the pipeline has no version yet (PIPELINE_HAS_NO_VERSION).
+            InvalidArgumentError: an undeclared parameter, unless ``refuse_undeclared``.
+        """
+        number = request.version_number
+        if number is None:
+            pipeline = self._repo.get_pipeline(request.pipeline_id)
+            if not pipeline.default_version:
+                raise FailedPreconditionError(
+                    f"pipeline {pipeline.name!r} has no version yet: create one first",
+                    reason="PIPELINE_HAS_NO_VERSION",
+                )
+            number = int(pipeline.default_version.rsplit("/", 1)[1])
+        version = self._repo.get_version(request.pipeline_id, number)
+        spec = version.spec.SerializeToString()
+        new = NewRun(
+            run_id=uuid.uuid4().hex,
+            pipeline_id=request.pipeline_id,
+            version_number=number,
+            parameters=dict(request.parameters),
+            node_ids=[n.id for n in version.spec.nodes],
+            display_name=request.display_name,
+            labels=dict(request.labels),
+            request_id=request.request_id,
+            schedule=request.schedule,
+            scheduled_time=request.scheduled_time,
+            retry_of=request.retry_of,
+        )
+        undeclared = undeclared_parameters(version.spec, request.parameters)
+        if undeclared and request.refuse_undeclared:
+            message = (
+                f"{version.name} declares no parameter {', '.join(map(repr, undeclared))}: "
+                "update the schedule's parameters or pin a version that declares them"
+            )
+            error = run_pb2.ExecutionError(type="raypipe.InvalidParameters", message=message)
+            return self.refuse(new, spec, error)
+        if undeclared:
+            declared = ", ".join(sorted(version.spec.parameters)) or "none"
+            raise InvalidArgumentError.from_violations(
+                FieldViolation(
+                    f"run.parameters[{name!r}]",
+                    f"the pipeline version declares no parameter {name!r} (declared: {declared})",
+                )
+                for name in undeclared
+            )
+        return self.launch(new, spec, request.reuse)
 
     def launch(
         self,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,10 +37,11 @@ from control_plane.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from control_plane.runs.requests import RunRequest
 from control_plane.schedules.policy import parameters_of, plan_due, retry_delay
 from control_plane.schedules.timing import Clock, SystemClock
 from control_plane.storage import to_micros
-from control_plane.storage.repository import NewRun, Repository
+from control_plane.storage.repository import Repository
 from control_plane.storage.schedules import (
     ATTEMPT_LABEL,
     Fire,
@@ -124,9 +124,7 @@ class RunStarter(Protocol):
 
 
 class _Supervisor(Protocol):
-    def launch(self, new: NewRun, spec: bytes, reuse: Any = None) -> run_pb2.Run: ...
-
-    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run: ...
+    def start_run(self, request: RunRequest) -> run_pb2.Run: ...
 
     def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run: ...
 
@@ -139,31 +137,22 @@ class SupervisorStarter:
         self._supervisor = supervisor
 
     def start(self, request: StartRequest) -> run_pb2.Run:
-        version = self._repo.get_version(request.pipeline_id, request.version_number)
-        new = NewRun(
-            run_id=uuid.uuid4().hex,
-            pipeline_id=request.pipeline_id,
-            version_number=request.version_number,
-            parameters=request.parameters,
-            node_ids=[n.id for n in version.spec.nodes],
-            display_name=request.display_name,
-            labels=request.labels,
-            request_id=request.request_id,
-            schedule=request.schedule,
-            scheduled_time=request.scheduled_time,
-        )
-        undeclared = sorted(set(request.parameters) - set(version.spec.parameters))
-        if undeclared:
-            # The default version moved to one without these parameters. The run is stored
-            # FAILED, so the user sees why the fire did not run where they look for runs
-            # (its watchers and MLflow too: the supervisor records it like every run's end).
-            message = (
-                f"{version.name} declares no parameter {', '.join(map(repr, undeclared))}: "
-                "update the schedule's parameters or pin a version that declares them"
+        # A version that lacks the schedule's parameters (the default moved to one without
+        # them) is refused, not raised: the run is stored FAILED with why, where the user
+        # looks for runs, and its watchers and MLflow hear of it like of every run's end.
+        return self._supervisor.start_run(
+            RunRequest(
+                pipeline_id=request.pipeline_id,
+                version_number=request.version_number,
+                parameters=request.parameters,
+                display_name=request.display_name,
+                labels=request.labels,
+                request_id=request.request_id,
+                schedule=request.schedule,
+                scheduled_time=request.scheduled_time,
+                refuse_undeclared=True,
             )
-            error = run_pb2.ExecutionError(type="raypipe.InvalidParameters", message=message)
-            return self._supervisor.refuse(new, version.spec.SerializeToString(), error)
-        return self._supervisor.launch(new, version.spec.SerializeToString())
+        )
 
     def cancel(self, run_id: str) -> None:
         run = self._repo.get_run(run_id)

@@ -234,3 +234,29 @@ def test_a_restart_submits_what_was_stored_but_never_submitted(tmp_path: Path) -
     finally:
         supervisor.stop()
         repo.close()
+
+
+def test_start_run_resolves_the_default_version_and_checks_parameters(env: Env) -> None:
+    from control_plane.errors import FailedPreconditionError, InvalidArgumentError
+    from control_plane.runs.requests import RunRequest
+    from tests.schedule_fakes import add_version
+
+    run = env.supervisor.start_run(RunRequest("p", None, request_id="d-1"))
+    assert run.pipeline_version == "pipelines/p/versions/1"  # the default, resolved now
+    add_version(env.repo, "p", "x")  # version 2, declares x, becomes the default
+    run = env.supervisor.start_run(RunRequest("p", None, {"x": "v"}))
+    assert run.pipeline_version == "pipelines/p/versions/2"
+
+    with pytest.raises(InvalidArgumentError) as bad:
+        env.supervisor.start_run(RunRequest("p", 1, {"x": "v", "y": 1}))
+    assert [v.field for v in bad.value.violations] == ["run.parameters['x']", "run.parameters['y']"]
+    submitted = len(env.engine.submits)
+    refused = env.supervisor.start_run(RunRequest("p", 1, {"y": 1}, refuse_undeclared=True))
+    assert refused.state == RunState.STATE_FAILED
+    assert "pipelines/p/versions/1 declares no parameter 'y'" in refused.error.message
+    assert len(env.engine.submits) == submitted  # a refused run never reaches the engine
+
+    env.repo.create_pipeline("empty", display_name="", description="", labels={})
+    with pytest.raises(FailedPreconditionError) as none:
+        env.supervisor.start_run(RunRequest("empty", None))
+    assert none.value.reason == "PIPELINE_HAS_NO_VERSION"

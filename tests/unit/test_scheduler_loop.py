@@ -17,15 +17,16 @@ from pathlib import Path
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
+from control_plane.runs.supervisor import RunSupervisor
 from control_plane.schedules.policy import retry_delay, timing_of
 from control_plane.schedules.scheduler import Scheduler, StartRequest, SupervisorStarter
 from control_plane.schedules.service import ScheduleService
 from control_plane.schedules.timing import FakeClock, jittered
-from control_plane.storage.repository import NewRun, RunChange
 from control_plane.storage.schedules import ATTEMPT_LABEL, ScheduleRepository
 from control_plane.storage.sql import SqlRepository, open_repository
 from raypipe.v1 import run_pb2, schedule_pb2
 from raypipe.v1 import schedule_service_pb2 as pb
+from tests.engine_fakes import FakeEngine
 from tests.schedule_fakes import Crash, FakeStarter, add_pipeline, add_version, attempt, scheduled
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -467,35 +468,15 @@ def test_finished_fire_records_are_pruned_and_their_runs_still_count(env: Env) -
 
 
 # --- the adapter over the RunSupervisor ---------------------------------------------------------
-class RecordingSupervisor:
-    """The RunSupervisor's two calls the scheduler uses, storing runs without Ray."""
-
-    def __init__(self, repo: SqlRepository) -> None:
-        self.repo = repo
-        self.launched: list[NewRun] = []
-        self.refused: list[NewRun] = []
-        self.cancelled: list[str] = []
-
-    def launch(self, new: NewRun, spec: bytes, reuse: object = None) -> run_pb2.Run:
-        self.launched.append(new)
-        run, _ = self.repo.create_run(new)
-        return run
-
-    def refuse(self, new: NewRun, spec: bytes, error: run_pb2.ExecutionError) -> run_pb2.Run:
-        self.refused.append(new)
-        self.repo.create_run(new)
-        run, _ = self.repo.record(
-            new.run_id, RunChange(state=RunState.STATE_FAILED, end_time=T0, error=error)
-        )
-        return run
-
-    def request_cancel(self, run: run_pb2.Run) -> run_pb2.Run:
-        self.cancelled.append(run.name)
-        return run
+def _real_supervisor(repo: SqlRepository) -> tuple[RunSupervisor, FakeEngine]:
+    """The real RunSupervisor over the real database, on a fake engine (no Ray)."""
+    engine = FakeEngine()
+    supervisor = RunSupervisor(repo, engine, artifact_root="/nonexistent", data_roots=())
+    return supervisor, engine
 
 
 def test_supervisor_starter_launches_runs_that_carry_the_fire(env: Env) -> None:
-    supervisor = RecordingSupervisor(env.repo)
+    supervisor, engine = _real_supervisor(env.repo)
     starter = SupervisorStarter(env.repo, supervisor)
     request = StartRequest(
         schedule_id="s",
@@ -507,31 +488,28 @@ def test_supervisor_starter_launches_runs_that_carry_the_fire(env: Env) -> None:
         request_id="schedule:s:1:2",
     )
     run = starter.start(request)
-    (new,) = supervisor.launched
-    assert (new.schedule, new.scheduled_time, new.request_id) == (
-        "schedules/s",
-        T0,
-        "schedule:s:1:2",
-    )
+    assert (run.schedule, scheduled(run)) == ("schedules/s", T0)
     assert run.labels[ATTEMPT_LABEL] == "2"
     assert run.display_name == "s-20260302-120000-attempt2"
+    assert engine.submits == [run.name.removeprefix("runs/")]  # handed to the engine
     assert starter.start(request).name == run.name  # the request id: no second run
+    assert len(engine.submits) == 1
     starter.cancel(run.name.removeprefix("runs/"))
-    assert supervisor.cancelled == [run.name]
+    assert engine.cancelled == [run.name.removeprefix("runs/")]
+    assert env.repo.get_run(run.name.removeprefix("runs/")).state == RunState.STATE_CANCELLING
 
 
 def test_supervisor_starter_fails_a_run_whose_version_lacks_a_parameter(env: Env) -> None:
     add_version(env.repo, "p")  # version 2 declares no "x"
-    supervisor = RecordingSupervisor(env.repo)
+    supervisor, engine = _real_supervisor(env.repo)
     run = SupervisorStarter(env.repo, supervisor).start(
         StartRequest("s", T0, 1, "p", 2, parameters={"x": "v"}, request_id="r")
     )
-    assert supervisor.launched == []  # never handed to Ray
-    (refused,) = supervisor.refused  # but through the supervisor, as every run's end
-    assert refused.schedule == "schedules/s"
+    assert engine.submits == []  # never handed to the engine, but stored through the supervisor
     assert run.state == RunState.STATE_FAILED
     assert run.schedule == "schedules/s"
-    assert "declares no parameter 'x'" in run.error.message
+    assert "pipelines/p/versions/2 declares no parameter 'x'" in run.error.message
+    assert run.error.type == "raypipe.InvalidParameters"
 
 
 # --- the thread ---------------------------------------------------------------------------------
