@@ -11,7 +11,8 @@ import grpc
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from control_plane.errors import ApiError, InternalError, UnavailableError
+from control_plane.errors import ApiError, InternalError, InvalidArgumentError, UnavailableError
+from ray_nodes.errors import RayNodesError
 
 log = logging.getLogger("raypipe.rpc")
 
@@ -27,7 +28,9 @@ def _internal(method: str, exc: BaseException) -> ApiError:
 
     A database that cannot be reached (or is busy past its timeout) is UNAVAILABLE, which
     clients retry; the driver's own message, which names hosts and ports, goes to the server
-    log only. Anything else is INTERNAL.
+    log only. An error of ray_nodes about input (its ``ValueError`` or ``KeyError`` kinds:
+    wiring, cycles, templates, paths, node types) is INVALID_ARGUMENT. Anything else is
+    INTERNAL.
     """
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         log.warning("storage unavailable in %s: %s", method, exc)
@@ -35,6 +38,11 @@ def _internal(method: str, exc: BaseException) -> ApiError:
             f"{method}: storage is unavailable right now; retry later",
             reason="STORAGE_UNAVAILABLE",
         )
+    if isinstance(exc, RayNodesError) and isinstance(exc, ValueError | KeyError):
+        # ray_nodes' errors about input (a spec's wiring or cycle, a template, a path, a node
+        # type) that no check turned into field violations first: still the caller's input.
+        log.warning("%s: %s reached the RPC layer: %s", method, type(exc).__name__, exc)
+        return InvalidArgumentError(f"{method}: {exc}", reason="INVALID_ARGUMENT")
     log.exception("unexpected error in %s", method)
     return InternalError(
         f"internal error in {method}: {type(exc).__name__}: {exc}", reason="INTERNAL"

@@ -60,6 +60,9 @@ class SqlBase:
             self.sqlite_file = sqlite_path(engines.pool)
             self._claim = claim_sqlite_file(self.sqlite_file)
             self._cache = PipelineCache()
+        #: The connection pool and its three transaction kinds; the schedules' queries
+        #: (:class:`~control_plane.storage.schedules.ScheduleRepository`) share them.
+        self.engines = engines
         self._pool = engines.pool
         self._single = engines.single
         self._snapshot = engines.snapshot

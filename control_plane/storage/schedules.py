@@ -87,18 +87,8 @@ class ScheduleRepository:
             TypeError: ``repository`` is not SQL.
         """
         engines = getattr(repository, "engines", None)
-        if engines is None:
-            # SqlRepository keeps its engines privately; until it exposes them (one line:
-            # `self.engines = engines`), rebuild the same view of the same pool.
-            try:
-                engines = Engines(
-                    pool=repository._pool,  # type: ignore[attr-defined]
-                    single=repository._single,  # type: ignore[attr-defined]
-                    snapshot=repository._snapshot,  # type: ignore[attr-defined]
-                    writer=repository._writer,  # type: ignore[attr-defined]
-                )
-            except AttributeError as exc:
-                raise TypeError(f"schedules need a SqlRepository, not {repository!r}") from exc
+        if not isinstance(engines, Engines):
+            raise TypeError(f"schedules need a SqlRepository, not {repository!r}")
         return cls(engines)
 
     # --- transactions --------------------------------------------------------------------------
