@@ -25,11 +25,11 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from ray_nodes.engine.artifacts import store_output
 from ray_nodes.engine.compiler import CompiledNode, compile_run
+from ray_nodes.engine.event_log import EventLog, RunLog
 from ray_nodes.engine.harvester import Harvester
 from ray_nodes.engine.task import NodeError, NodeOutcome, execute_node, load_reused
 from ray_nodes.engine.types import (
     TERMINAL_NODE_STATES,
-    TERMINAL_RUN_STATES,
     EngineEvent,
     NodeFailure,
     NodeState,
@@ -43,15 +43,10 @@ log = logging.getLogger("raypipe.supervisor")
 #: How long cancelled nodes get to stop on their own (KeyboardInterrupt) before their
 #: worker is killed.
 CANCEL_GRACE_S = 2.0
-#: At most this many unacknowledged progress events are kept per run; older ones are
-#: coalesced away (state events are always kept).
-MAX_PROGRESS_EVENTS = 1000
 #: How long a run that did not succeed may take to store its succeeded nodes' outputs.
 STORE_OUTPUTS_TIMEOUT_S = 600.0
 #: How long a running node's report waits for its upstream nodes' ends to be reported first.
 UPSTREAM_REPORT_WAIT_S = 5.0
-#: How long a poll gathers events, counted from the oldest, before it replies.
-POLL_COALESCE_S = 0.05
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
@@ -77,10 +72,7 @@ class _Node:
 class _Run:
     submission: RunSubmission
     nodes: dict[str, _Node]
-    events: list[EngineEvent] = field(default_factory=list)
-    seq: int = 0
-    acked: int = 0
-    progress: int = 0  # unacknowledged progress events held
+    log: RunLog = field(default_factory=RunLog)
     terminal: bool = False
     driven: bool = False
     cancelled: bool = False
@@ -93,8 +85,7 @@ class Supervisor:
     def __init__(self, namespace: str) -> None:
         self._namespace = namespace
         self._runs: dict[str, _Run] = {}
-        self._changed = asyncio.Condition()
-        self._ends = asyncio.Condition()  # notified when a run's final event is emitted
+        self._log = EventLog()
         self._harvester = Harvester()
         # The harvester's ray.get calls are on results ray.wait found ready (timeout=0): they
         # never block the loop, so Ray's warning about blocking gets would only mislead.
@@ -105,7 +96,9 @@ class Supervisor:
         """Record a run before it is driven; False if it was known already (idempotent)."""
         if submission.run_id in self._runs:
             return False
-        self._runs[submission.run_id] = _Run(submission, {})
+        run = _Run(submission, {})
+        self._runs[submission.run_id] = run
+        self._log.add(submission.run_id, run.log)
         return True
 
     async def drive(self, run_id: str) -> str:
@@ -142,79 +135,13 @@ class Supervisor:
     async def poll(
         self, cursors: Mapping[str, int], timeout_s: float
     ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
-        """Events after each cursor, waiting up to ``timeout_s`` for the first. Returns early
-        (possibly empty) when a new run is submitted, so a caller can start following it.
-
-        Events are gathered until the oldest of them is :data:`POLL_COALESCE_S` old before
-        the call returns: a burst of node events (a wide fan-out finishing, a chain of quick
-        nodes) becomes a few replies, and the caller a few transactions, rather than one per
-        round trip, while no event waits longer than that. A reply with a run's final event
-        goes out at once.
-        """
-        deadline = time.monotonic() + timeout_s
-        async with self._changed:
-            known = len(self._runs)
-            while True:
-                found, unknown = self._collect(cursors)
-                remaining = deadline - time.monotonic()
-                if found or unknown or remaining <= 0 or len(self._runs) != known:
-                    break
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    return {}, []
-        if found and not unknown and not self._ended(found):
-            oldest = min(events[0].time for events in found.values())
-            found, unknown = await self._coalesce(cursors, oldest + POLL_COALESCE_S)
-        return found, unknown
-
-    async def _coalesce(
-        self, cursors: Mapping[str, int], until: float
-    ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
-        """Gather events until ``until`` (wall-clock time: the oldest event found, plus
-        :data:`POLL_COALESCE_S`), but only until one of the runs the caller follows ends: its
-        final event goes out at once. (A run of a few quick nodes ends well inside the
-        window.) Only run ends wake this, not every event."""
-        # Bounded by the window itself, should the wall clock step back meanwhile.
-        deadline = time.monotonic() + min(POLL_COALESCE_S, max(0.0, until - time.time()))
-        async with self._ends:
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    await asyncio.wait_for(self._ends.wait(), remaining)
-                except TimeoutError:
-                    break
-                found, unknown = self._collect(cursors)
-                if unknown or self._ended(found):
-                    return found, unknown
-        return self._collect(cursors)
-
-    @staticmethod
-    def _ended(found: Mapping[str, list[EngineEvent]]) -> bool:
-        """Whether a run's final event is among ``found``: that reply goes out at once."""
-        return any(
-            e.kind == "run" and e.state in TERMINAL_RUN_STATES for es in found.values() for e in es
-        )
-
-    def _collect(
-        self, cursors: Mapping[str, int]
-    ) -> tuple[dict[str, list[EngineEvent]], list[str]]:
-        found: dict[str, list[EngineEvent]] = {}
-        unknown = [r for r in cursors if r not in self._runs]
-        for run_id, cursor in cursors.items():
-            run = self._runs.get(run_id)
-            if run is not None and run.events and run.events[-1].seq > cursor:
-                found[run_id] = [e for e in run.events if e.seq > cursor]
-        return found, unknown
+        """Events after each cursor, waiting up to ``timeout_s`` (see :meth:`EventLog.poll`)."""
+        return await self._log.poll(cursors, timeout_s)
 
     async def ack(self, run_id: str, seq: int) -> None:
-        run = self._runs.get(run_id)
-        if run is None:
-            return
-        run.acked = max(run.acked, seq)
-        run.events = [e for e in run.events if e.seq > run.acked]
-        run.progress = sum(1 for e in run.events if e.kind == "progress")
-        if run.terminal and not run.events:
-            del self._runs[run_id]  # its whole history is stored: forget it
+        """Events up to ``seq`` are stored; a run whose whole history is stored is forgotten."""
+        if self._log.ack(run_id, seq):
+            self._runs.pop(run_id, None)
 
     async def known_runs(self) -> list[str]:
         return list(self._runs)
@@ -247,30 +174,7 @@ class Supervisor:
 
     # --- internals -------------------------------------------------------------------------
     async def _emit(self, run: _Run, **fields: Any) -> None:
-        run.seq += 1
-        run.events.append(EngineEvent(seq=run.seq, time=time.time(), **fields))
-        if fields.get("kind") == "progress":
-            run.progress += 1
-            if run.progress > MAX_PROGRESS_EVENTS:
-                # Nobody is acknowledging (the control plane is down): drop the oldest progress
-                # report, never a state change. Sequence numbers are only cursors, so the gap
-                # it leaves is harmless.
-                oldest = next(
-                    (
-                        i
-                        for i, e in enumerate(run.events)
-                        if e.kind == "progress" and not e.artifacts  # stored outputs stay
-                    ),
-                    None,
-                )
-                if oldest is not None:
-                    del run.events[oldest]
-                    run.progress -= 1
-        async with self._changed:
-            self._changed.notify_all()
-        if fields.get("kind") == "run" and fields.get("state") in TERMINAL_RUN_STATES:
-            async with self._ends:
-                self._ends.notify_all()
+        await self._log.emit(run.log, **fields)
 
     async def _submit(self, run: _Run, compiled: Any) -> None:
         sub = run.submission

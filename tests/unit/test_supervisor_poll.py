@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ray_nodes.engine import supervisor as sup_module
+from ray_nodes.engine import event_log
 from ray_nodes.engine.supervisor import Supervisor
 from ray_nodes.engine.types import RunSubmission
 
@@ -45,7 +45,7 @@ def test_a_gathering_poll_returns_when_its_run_ends(
     loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A window far longer than the test's patience: only the run's end can end this poll.
-    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 600.0)
+    monkeypatch.setattr(event_log, "POLL_COALESCE_S", 600.0)
     sup = _supervisor("r1")
     run = sup._runs["r1"]
 
@@ -74,7 +74,7 @@ def test_another_runs_end_does_not_cut_the_window_short(
 ) -> None:
     """A poll for r1 wakes when r2 ends, finds r1 still going, and keeps gathering: the event
     r1 emits after r2's end is in the same reply."""
-    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 0.5)
+    monkeypatch.setattr(event_log, "POLL_COALESCE_S", 0.5)
     sup = _supervisor("r1", "r2")
     r1, r2 = sup._runs["r1"], sup._runs["r2"]
 
@@ -100,7 +100,7 @@ def test_another_runs_end_does_not_cut_the_window_short(
 def test_a_burst_is_gathered_into_one_reply(
     loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 0.3)
+    monkeypatch.setattr(event_log, "POLL_COALESCE_S", 0.3)
     sup = _supervisor("r1")
     run = sup._runs["r1"]
 
@@ -122,7 +122,7 @@ def test_events_already_waiting_are_gathered_too(
     """A poll that finds events at once (the caller was busy storing the previous batch)
     still gathers until the oldest is POLL_COALESCE_S old: a chain of quick nodes becomes a
     few batches, not one per round trip."""
-    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 0.3)
+    monkeypatch.setattr(event_log, "POLL_COALESCE_S", 0.3)
     sup = _supervisor("r1")
     run = sup._runs["r1"]
 
@@ -140,13 +140,15 @@ def test_events_already_waiting_are_gathered_too(
 def test_events_older_than_the_window_go_out_at_once(
     loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sup_module, "POLL_COALESCE_S", 600.0)
+    monkeypatch.setattr(event_log, "POLL_COALESCE_S", 600.0)
     sup = _supervisor("r1")
     run = sup._runs["r1"]
 
     async def scenario() -> list[str]:
         await sup._emit(run, kind="node", node_id="a", state="SUCCEEDED")
-        run.events[0] = dataclasses.replace(run.events[0], time=run.events[0].time - 601)
+        run.log.events[0] = dataclasses.replace(
+            run.log.events[0], time=run.log.events[0].time - 601
+        )
         found, _ = await asyncio.wait_for(sup.poll({"r1": 0}, 30), 20)
         return [e.node_id for e in found["r1"]]
 
