@@ -27,14 +27,7 @@ from typing import Any
 
 from control_plane.errors import FieldViolation, InvalidArgumentError
 from control_plane.pipelines.specs import spec_digest
-from ray_nodes.graph import (
-    GraphNode,
-    dependency_map,
-    find_cycles,
-    format_cycle,
-    topological_order,
-    wire,
-)
+from ray_nodes.graph import GraphNode, dependency_map, find_cycles, format_cycle, topological_order
 from ray_nodes.node import ParamProblem
 from ray_nodes.params import split_params, struct_to_python, value_to_python
 from ray_nodes.registry import NodeRegistry
@@ -48,6 +41,7 @@ from ray_nodes.templating import (
     reference_problem,
     substitute,
 )
+from ray_nodes.wiring import wire
 from raypipe.v1 import pipeline_spec_pb2
 
 __all__ = [

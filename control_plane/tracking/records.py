@@ -16,10 +16,10 @@ from google.protobuf import json_format
 from control_plane.runs.events import artifact_ref
 from control_plane.runs.templates import template_values
 from ray_nodes.engine import ArtifactRef, EngineEvent
-from ray_nodes.graph import match_inputs
 from ray_nodes.params import node_params, run_parameters
 from ray_nodes.registry import NodeRegistry
 from ray_nodes.templating import TemplateError
+from ray_nodes.wiring import match_inputs
 from raypipe.v1 import node_type_pb2, pipeline_spec_pb2, run_pb2
 
 __all__ = [

@@ -19,9 +19,9 @@ import ray
 
 from ray_nodes.engine.task import NodePlan
 from ray_nodes.engine.types import NodeFailure, RunSubmission
-from ray_nodes.graph import match_inputs
 from ray_nodes.params import node_params, run_parameters
 from ray_nodes.registry import default_registry
+from ray_nodes.wiring import match_inputs
 from raypipe.v1 import pipeline_spec_pb2
 
 RESOURCE_ERROR = "raypipe.ResourceUnavailable"

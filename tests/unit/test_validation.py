@@ -13,10 +13,11 @@ from google.protobuf import json_format
 from control_plane.errors import InvalidArgumentError
 from control_plane.pipelines.specs import canonical_spec_bytes, spec_digest
 from control_plane.pipelines.validation import MAX_NODES, ValidatedSpec, validate_spec
-from ray_nodes.graph import CycleError, WiringError, find_cycles, match_inputs, topological_order
+from ray_nodes.graph import CycleError, find_cycles, topological_order
 from ray_nodes.node import ArtifactKind, NodeType, ParamProblem
 from ray_nodes.nodes.noop import NoopNode
 from ray_nodes.registry import NodeRegistry
+from ray_nodes.wiring import WiringError, match_inputs
 from raypipe.v1.pipeline_spec_pb2 import PipelineSpec
 
 D, S, M, X = ArtifactKind.DATASET, ArtifactKind.SPLIT, ArtifactKind.MODEL, ArtifactKind.METRICS
