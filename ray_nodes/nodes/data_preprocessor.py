@@ -26,122 +26,28 @@ bits (a few ulps); medians and modes are exact.
 
 from __future__ import annotations
 
-import functools
-import itertools
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from ray_nodes.data import Dataset, expect_input, node_result
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem, ResourceDefaults
+from ray_nodes.nodes.partitions import (
+    PartitionRunner,
+    default_partitions,
+    make_runner,
+    row_ranges,
+)
 
-__all__ = [
-    "FILL_METHODS",
-    "MIN_ROWS_PER_PARTITION",
-    "DataPreprocessorNode",
-    "LocalRunner",
-    "PartitionRunner",
-    "RayRunner",
-    "default_partitions",
-    "make_runner",
-    "preprocess",
-    "row_ranges",
-]
+__all__ = ["FILL_METHODS", "DataPreprocessorNode", "preprocess"]
 
 T = TypeVar("T")
 
 #: ``fill_missing`` methods.
 FILL_METHODS = ("mean", "median", "most_frequent", "constant")
-#: Rows per partition below which the default does not fan out. On numeric data the
-#: single-partition path (hashing, no pandas factorization) handles a million rows in about
-#: 0.2 s, less than putting the frame in the object store and concatenating the parts costs,
-#: so the default fans out only for millions of rows; ``partitions`` overrides it (worth it
-#: sooner for costly work such as ``most_frequent`` on text columns).
-MIN_ROWS_PER_PARTITION = 1_000_000
-
-
-# -- fan-out -----------------------------------------------------------------------------------
-
-
-def row_ranges(n_rows: int, partitions: int) -> list[tuple[int, int]]:
-    """``partitions`` contiguous ``[start, stop)`` row ranges of near-equal size (fewer when
-    there are fewer rows than partitions; one empty range for an empty frame)."""
-    parts = max(1, min(partitions, n_rows))
-    bounds = [n_rows * i // parts for i in range(parts + 1)]
-    return list(itertools.pairwise(bounds))
-
-
-def default_partitions(n_rows: int, min_rows: int = MIN_ROWS_PER_PARTITION) -> int:
-    """The cluster's CPUs, but no more partitions than ``n_rows // min_rows`` (at least 1)."""
-    import ray
-
-    if ray.is_initialized():
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-    else:
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, n_rows // max(1, min_rows)))
-
-
-class PartitionRunner(Protocol):
-    """Runs a function over the partitions of one frame and returns the results in order."""
-
-    def map(self, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-        """``[fn(frame, *call) for call in calls]``, possibly in parallel."""
-        ...
-
-
-class LocalRunner:
-    """Runs partitions one after another in this process (one partition, or unit tests)."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
-
-    def map(self, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-        return [fn(self.frame, *call) for call in calls]
-
-
-@functools.cache
-def _remote(fn: Callable[..., Any]) -> Any:
-    import ray
-
-    # One CPU each: a blocked parent (this node, waiting in ray.get) lends its own CPUs
-    # back to Ray, so the partitions can use every core the cluster has.
-    return ray.remote(num_cpus=1, max_retries=1)(fn)
-
-
-class RayRunner:
-    """Runs partitions as parallel Ray tasks over a frame put in the object store once.
-
-    Args:
-        frame: The frame; every task reads it zero-copy from the object store.
-        name: Prefix of the tasks' names in the Ray dashboard (``pipeline/node``).
-    """
-
-    def __init__(self, frame: pd.DataFrame, name: str = "partition") -> None:
-        import ray
-
-        self._ray = ray
-        self._ref = ray.put(frame)
-        self.name = name
-        self.round = 0
-
-    def map(self, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
-        self.round += 1
-        task = _remote(fn)
-        refs = [
-            task.options(name=f"{self.name}/{fn.__name__.strip('_')}-{i}").remote(self._ref, *call)
-            for i, call in enumerate(calls)
-        ]
-        return list(self._ray.get(refs))
-
-
-def make_runner(frame: pd.DataFrame, partitions: int, name: str) -> PartitionRunner:
-    """A :class:`RayRunner` for several partitions, a :class:`LocalRunner` for one."""
-    return RayRunner(frame, name) if partitions > 1 else LocalRunner(frame)
 
 
 # -- partition work (runs inside Ray tasks; module-level so workers import, not pickle, it) ---

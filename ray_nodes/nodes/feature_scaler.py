@@ -21,7 +21,7 @@ import pandas as pd
 
 from ray_nodes.data import SCALER_METHODS, FittedScaler, Split, expect_input, node_result
 from ray_nodes.node import ArtifactKind, NodeContext, NodeType, ParamProblem, ResourceDefaults
-from ray_nodes.nodes.data_preprocessor import default_partitions, make_runner, row_ranges
+from ray_nodes.nodes.partitions import default_partitions, make_runner, row_ranges
 
 __all__ = ["MIN_ROWS_PER_PARTITION", "FeatureScalerNode", "combine_moments", "fit_scaler"]
 

@@ -13,6 +13,7 @@ import pytest
 from ray_nodes.data import output_of
 from ray_nodes.node import NodeContext
 from ray_nodes.nodes import data_preprocessor as dp
+from ray_nodes.nodes import partitions as parts
 
 
 def objects(*values: object) -> np.ndarray:
@@ -61,8 +62,8 @@ def pandas_result(
 
 
 def run_local(frame: pd.DataFrame, partitions: int, **options: Any) -> tuple[pd.DataFrame, dict]:
-    ranges = dp.row_ranges(len(frame), partitions)
-    return dp.preprocess(frame, dp.LocalRunner(frame), ranges, **options)
+    ranges = parts.row_ranges(len(frame), partitions)
+    return dp.preprocess(frame, parts.LocalRunner(frame), ranges, **options)
 
 
 @pytest.mark.parametrize("partitions", [1, 2, 3, 8])
@@ -167,10 +168,10 @@ def test_no_options_and_empty_frames_pass_through() -> None:
 
 
 def test_row_ranges_cover_every_row_once() -> None:
-    assert dp.row_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
-    assert dp.row_ranges(2, 5) == [(0, 1), (1, 2)]
-    assert dp.row_ranges(0, 4) == [(0, 0)]
-    assert dp.default_partitions(10) == 1
+    assert parts.row_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert parts.row_ranges(2, 5) == [(0, 1), (1, 2)]
+    assert parts.row_ranges(0, 4) == [(0, 0)]
+    assert parts.default_partitions(10) == 1
 
 
 def test_node_refuses_duplicate_column_names() -> None:

@@ -12,7 +12,7 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from ray_nodes.data import FittedScaler, Split, output_of
 from ray_nodes.node import NodeContext
-from ray_nodes.nodes import data_preprocessor, feature_scaler
+from ray_nodes.nodes import feature_scaler, partitions
 from ray_nodes.nodes.feature_scaler import FeatureScalerNode, combine_moments, fit_scaler
 
 
@@ -20,7 +20,7 @@ from ray_nodes.nodes.feature_scaler import FeatureScalerNode, combine_moments, f
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Partitions run one after another in this process."""
     monkeypatch.setattr(
-        feature_scaler, "make_runner", lambda frame, n, name: data_preprocessor.LocalRunner(frame)
+        feature_scaler, "make_runner", lambda frame, n, name: partitions.LocalRunner(frame)
     )
 
 
