@@ -10,7 +10,7 @@ STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_PROTO := $(GEN_DIR)/raypipe/v1/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto lint test run bench bench-quick clean postgres graphviz chromium
+.PHONY: install proto proto-release lint test run bench bench-quick clean postgres graphviz chromium
 
 install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
 
@@ -50,6 +50,17 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	cd proto && ../$(BUF) lint
+	cd proto && ../$(BUF) breaking --against released.binpb
+	@cd proto && ../$(BUF) build --exclude-source-info -o - | cmp -s - released.binpb || \
+		{ echo "proto/released.binpb is not the contract of proto/: after review of the change,"; \
+		  echo "run 'make proto-release' and commit it with the .proto files"; exit 1; }
+
+# The contract `buf breaking` guards (proto/released.binpb, a buf image): refreshed with each
+# reviewed change of proto/, committed with it. `make lint` fails on a change that breaks the
+# image (a field renumbered, retyped, removed) and on an image not refreshed.
+proto-release: $(BUF)
+	cd proto && ../$(BUF) breaking --against released.binpb
+	cd proto && ../$(BUF) build --exclude-source-info -o released.binpb
 
 postgres:
 	bash scripts/ensure_postgres.sh
