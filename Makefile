@@ -29,7 +29,7 @@ $(STAMP_DEPS): $(PY) pyproject.toml clients/python/pyproject.toml constraints.tx
 
 $(BUF): | $(PY)
 	mkdir -p $(VENV)/node
-	npm install --silent --no-audit --no-fund --prefix $(VENV)/node @bufbuild/buf@1 >/dev/null
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node @bufbuild/buf@1.75.0 >/dev/null
 
 proto: $(STAMP_DEPS)
 	rm -f $(STAMP_PROTO)
