@@ -98,3 +98,20 @@ def test_every_ray_nodes_error_derives_from_its_one_root() -> None:
         rooted |= {k.rsplit(":", 1)[1] for k, bases in found.items() if rooted & set(bases)}
     unrooted = sorted(k for k in found if k.rsplit(":", 1)[1] not in rooted)
     assert unrooted == [], f"not derived from {RayNodesError.__name__}: {unrooted}"
+
+
+def test_the_old_paths_of_the_node_types_still_import_with_a_warning() -> None:
+    import importlib
+    import sys
+
+    import pytest
+
+    import ray_nodes.nodes.model_saver as moved
+
+    sys.modules.pop("ray_nodes.model_saver", None)
+    sys.modules.pop("ray_nodes.trainers", None)
+    with pytest.warns(DeprecationWarning, match=r"ray_nodes.model_saver moved to ray_nodes.nodes"):
+        old = importlib.import_module("ray_nodes.model_saver")
+    assert old.load_model is moved.load_model
+    with pytest.warns(DeprecationWarning, match=r"ray_nodes.trainers moved"):
+        from ray_nodes.trainers import get_backend  # noqa: F401
