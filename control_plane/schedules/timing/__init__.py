@@ -9,6 +9,7 @@ semantics are in :mod:`control_plane.schedules.timing.firetimes` and
 
 from __future__ import annotations
 
+from control_plane.schedules.timing.checks import Problem, validate
 from control_plane.schedules.timing.clock import Clock, FakeClock, SystemClock
 from control_plane.schedules.timing.cron import (
     ALIASES,
@@ -37,11 +38,9 @@ from control_plane.schedules.timing.triggers import (
     CronTrigger,
     IntervalTrigger,
     OnceTrigger,
-    Problem,
     ScheduleTiming,
     Trigger,
     load_zone,
-    validate,
 )
 
 __all__ = [
