@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - a Ray without token authentication
     COOKIE_NAME = "ray-authentication-token"
     COOKIE_MAX_AGE_S = 30 * 24 * 60 * 60
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK = ("127.0.0.1", "localhost")
 
 
 class DashboardLogin:
@@ -71,9 +71,7 @@ class DashboardLogin:
         host = parts.hostname or "127.0.0.1"
         self._server = http.server.ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
-        self.url = (
-            f"http://{parts.netloc.rsplit(':', 1)[0]}:{self._server.server_port}/login/{self._code}"
-        )
+        self.url = f"http://{host}:{self._server.server_port}/login/{self._code}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dashboard-login", daemon=True
         )

@@ -4,17 +4,18 @@
 #
 #   bash scripts/ensure_chromium.sh
 #
-# On Debian/Ubuntu it installs the `chromium` package when `chromium` is missing, as root or
-# through password-less sudo. Anywhere else it prints how to install it and exits 0: the browser
-# tests then skip (and fail under CI, where this script always runs first). Idempotent: with
-# `chromium` on PATH it does nothing. Set RAYPIPE_SKIP_CHROMIUM=1 to skip it.
+# `make test` runs it first. It installs the `chromium` package when `chromium` is missing, as
+# root or through password-less sudo, and fails (exit 1, saying what to do) when it cannot:
+# the browser tests need it and are not skipped. Idempotent: with `chromium` on PATH it does
+# nothing.
 set -euo pipefail
 
-if [[ "${RAYPIPE_SKIP_CHROMIUM:-}" == 1 ]] || command -v chromium >/dev/null 2>&1; then
-  exit 0
+if ! command -v chromium >/dev/null 2>&1; then
+  bash "$(dirname "$0")/ensure_debian_package.sh" ensure_chromium chromium chromium \
+    "install Chromium yourself (apt-get install chromium): the browser tests need it"
 fi
-bash "$(dirname "$0")/ensure_debian_package.sh" ensure_chromium chromium chromium \
-  "install Chromium yourself for the browser tests (apt-get install chromium); they skip without it"
-if command -v chromium >/dev/null 2>&1; then
-  echo "ensure_chromium: $(chromium --version 2>&1)" >&2
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ensure_chromium: chromium is not installed; the browser tests cannot run" >&2
+  exit 1
 fi
+echo "ensure_chromium: $(chromium --version 2>/dev/null)" >&2

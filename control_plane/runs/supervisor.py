@@ -26,6 +26,7 @@ from control_plane.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from control_plane.names import parse_version_name
 from control_plane.runs.caching import cache_keys, cached_outputs
 from control_plane.runs.events import (
     TERMINAL_RUN_STATES,
@@ -246,7 +247,7 @@ class RunSupervisor:
                     f"pipeline {pipeline.name!r} has no version yet: create one first",
                     reason="PIPELINE_HAS_NO_VERSION",
                 )
-            number = int(pipeline.default_version.rsplit("/", 1)[1])
+            _, number = parse_version_name(pipeline.default_version, "run.pipeline")
         version = self._repo.get_version(request.pipeline_id, number)
         spec = version.spec.SerializeToString()
         new = NewRun(

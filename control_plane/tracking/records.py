@@ -236,7 +236,6 @@ def _upstream(spec: pipeline_spec_pb2.PipelineSpec, node_id: str) -> Iterator[st
 def _example_split(
     spec: pipeline_spec_pb2.PipelineSpec, run: run_pb2.Run, node_id: str
 ) -> ArtifactRef | None:
-
     records = {n.node_id: n for n in run.nodes}
     for upstream in _upstream(spec, node_id):
         record = records.get(upstream)
@@ -281,6 +280,8 @@ def model_evaluators(
     The logged model of a saver carries these evaluators' scores. A spec that cannot be wired
     (it was valid when stored, so only after a node type went away) links nothing.
     """
+    if not any(n.type == "model_saver" for n in spec.nodes):
+        return {}  # nothing to link; spares the wiring on the run-start path
     try:
         inputs = match_inputs(spec, registry)
     except ValueError:  # CycleError, WiringError and unknown types are ValueErrors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -160,8 +161,10 @@ SERVER_PACKAGE_HINT = (
 )
 
 
+@functools.cache
 def _plugin_commands() -> dict[str, Any]:
-    """The ``raypipe.commands`` entry points of installed distributions, by name."""
+    """The ``raypipe.commands`` entry points of installed distributions, by name (scanned
+    once: click asks for the commands several times per invocation)."""
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=COMMANDS_ENTRY_POINTS)}
