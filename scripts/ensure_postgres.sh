@@ -104,6 +104,27 @@ full_page_writes = off
 max_connections = 200"
 conf_file() { echo "/etc/postgresql/$1/$CLUSTER/conf.d/raypipe.conf"; }
 
+# Start or restart the cluster's server with none of this script's descriptors: the server
+# outlives the script, and a server that kept the caller's stdout or stderr (a pipe into tee
+# in CI, say) would hold that pipe open for as long as it runs, so the reader never saw its
+# end and waited forever. pg_ctlcluster's own messages go to a file, shown when it fails.
+pg_ctl_detached() { # version action
+  local out
+  out=$(mktemp)
+  if ! (
+    for fd in $(ls "/proc/$BASHPID/fd"); do
+      if ((fd > 2)); then eval "exec $fd>&-"; fi
+    done
+    as_root pg_ctlcluster "$1" "$CLUSTER" "$2" </dev/null >"$out" 2>&1
+  ); then
+    cat "$out" >&2
+    rm -f "$out"
+    log "pg_ctlcluster $1 $CLUSTER $2 failed"
+    exit 1
+  fi
+  rm -f "$out"
+}
+
 version=$(installed_version)
 
 # Fast path: installed, running and accepting the role's password.
@@ -140,7 +161,7 @@ if [[ $(as_root cat "$conf" 2>/dev/null || true) != "$settings" ]]; then
   printf '%s\n' "$settings" | as_root tee "$conf" >/dev/null
   as_root chown postgres:postgres "$conf"
   if [[ $(cluster_field "$version" 4) == online ]]; then
-    as_root pg_ctlcluster "$version" "$CLUSTER" restart
+    pg_ctl_detached "$version" restart
   fi
 fi
 
@@ -149,7 +170,7 @@ if [[ $(cluster_field "$version" 4) != online ]]; then
   log "starting cluster $version/$CLUSTER on $HOST:$port"
   # Under systemd this is redirected to `systemctl start postgresql@VERSION-CLUSTER`, so the
   # cluster is supervised; in a container without systemd pg_ctlcluster starts it directly.
-  as_root pg_ctlcluster "$version" "$CLUSTER" start
+  pg_ctl_detached "$version" start
 fi
 
 for _ in $(seq 1 60); do
@@ -165,6 +186,7 @@ fi
 # The role the tests use: it logs in with a password over TCP and creates a database per test.
 as_postgres psql -X -q -p "$port" -d postgres -v ON_ERROR_STOP=1 \
   -v role="$ROLE" -v password="$PASSWORD" >/dev/null <<'SQL'
+SET client_min_messages = warning;
 SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'password')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'password') \gexec
