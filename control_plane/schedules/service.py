@@ -112,6 +112,8 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
             next_due_time=next_due,
             create_time=now,
             request_id=request.request_id,
+            paused=s.paused,
+            pause_note="created paused" if s.paused else "",
         )
         try:
             with self._schedules.transaction() as tx:

@@ -99,6 +99,8 @@ class NewSchedule:
     next_due_time: datetime | None
     create_time: datetime
     request_id: str = ""
+    paused: bool = False
+    pause_note: str = ""
 
 
 @dataclass(frozen=True)

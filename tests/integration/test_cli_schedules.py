@@ -85,6 +85,15 @@ def ok(cli: Cli, command: str | list[str]) -> str:
     return result.stdout
 
 
+def test_create_paused(cli: Cli) -> None:
+    created = ok(cli, "schedules create demo --id later --cron '0 3 * * *' --paused")
+    assert created == "created schedule later (paused)\n"
+    got = json.loads(ok(cli, "schedules get later -o json"))
+    assert got["paused"] is True
+    assert got["pause_note"] == "created paused"
+    assert "next_fire_time" not in got
+
+
 def test_create_list_and_get_in_every_format(cli: Cli) -> None:
     created = ok(
         cli,

@@ -293,6 +293,21 @@ def test_pause_resume_and_trigger_while_paused(plane: Plane) -> None:
     assert plane.get().runs_started == 2  # triggers are not fires
 
 
+def test_a_schedule_created_paused_fires_only_once_resumed(plane: Plane) -> None:
+    created = plane.create(paused=True)
+    assert (created.paused, created.pause_note) == (True, "created paused")
+    assert not created.HasField("next_fire_time")
+    plane.at(3 * MIN)
+    assert plane.starter.runs("s") == []  # three fires passed while paused: none ran
+    assert plane.get().paused
+    resumed = plane.stub.ResumeSchedule(pb.ResumeScheduleRequest(name="schedules/s")).schedule
+    assert resumed.next_fire_time.ToDatetime(tzinfo=UTC) == T0 + 4 * MIN
+    plane.at(4 * MIN)
+    assert [scheduled(r) - T0 for r in plane.starter.runs("s")] == [4 * MIN]
+    unpaused = plane.create("t")  # the default stays: a new schedule runs
+    assert (unpaused.paused, unpaused.pause_note) == (False, "")
+
+
 # --- backfill --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("overlap", "started", "queued", "skipped"),

@@ -255,10 +255,11 @@ def schedules() -> None:
     "--id", "new_id", default="", metavar="ID", help="The schedule's id; default: generated."
 )
 @schedule_options(update=False)
+@click.option("--paused", is_flag=True, help="Create it paused: it fires once resumed.")
 @output_option
 @pass_state
 def schedules_create(
-    state: CliState, pipeline: str, new_id: str, output: str | None, **values: Any
+    state: CliState, pipeline: str, new_id: str, paused: bool, output: str | None, **values: Any
 ) -> None:
     """Create a schedule that runs PIPELINE, with one of --cron, --interval or --at.
 
@@ -270,8 +271,9 @@ def schedules_create(
     fields = schedule_fields(values)
     if values["version"] is not None:
         fields["version"] = _version(values["version"], pipeline)
-    s = state.client().create_schedule(pipeline, schedule_id=new_id, **fields)
-    _said(state, output, s, f"created schedule {schedule_id(s)} ({_next_fire(s)})")
+    s = state.client().create_schedule(pipeline, schedule_id=new_id, paused=paused, **fields)
+    status = "paused" if s.paused else _next_fire(s)
+    _said(state, output, s, f"created schedule {schedule_id(s)} ({status})")
 
 
 @schedules.command("list")

@@ -150,13 +150,19 @@ def schedule_message(
 
 
 def create_schedule_request(
-    pipeline: PipelineRef | None, *, schedule_id: str, request_id: str | None, **fields: Any
+    pipeline: PipelineRef | None,
+    *,
+    schedule_id: str,
+    request_id: str | None,
+    paused: bool = False,
+    **fields: Any,
 ) -> schedule_service_pb2.CreateScheduleRequest:
     """The CreateSchedule request; unset options (None, empty, 0) are left out."""
     given = {k: v for k, v in fields.items() if v is not None and v != "" and v != 0}
     if pipeline is not None:
         given["pipeline"] = pipeline
     schedule, _ = schedule_message(**given)
+    schedule.paused = paused
     return schedule_service_pb2.CreateScheduleRequest(
         schedule=schedule,
         schedule_id=schedule_id.removeprefix("schedules/"),
@@ -265,6 +271,7 @@ class ScheduleMethods:
         jitter: DurationLike | None = None,
         retry: ScheduleRetryLike | None = None,
         display_name: str = "",
+        paused: bool = False,
         request_id: str | None = None,
     ) -> schedule_pb2.Schedule:
         """Create a schedule that starts runs of a pipeline (CreateSchedule).
@@ -291,6 +298,8 @@ class ScheduleMethods:
             jitter: Delay each fire by a deterministic amount below this.
             retry: Retries of failed scheduled runs.
             display_name: A name for displays.
+            paused: Create it paused: it fires only when resumed (TriggerSchedule still
+                starts a run).
             request_id: Idempotency key; default a fresh UUID.
         """
         request = create_schedule_request(**_arguments(locals()))
@@ -390,6 +399,7 @@ class AsyncScheduleMethods:
         jitter: DurationLike | None = None,
         retry: ScheduleRetryLike | None = None,
         display_name: str = "",
+        paused: bool = False,
         request_id: str | None = None,
     ) -> schedule_pb2.Schedule:
         """See :meth:`raypipe.Client.create_schedule`."""
