@@ -9,8 +9,25 @@ GEN_DIR := clients/python
 STAMP_DEPS := $(VENV)/.deps-installed
 STAMP_PROTO := $(GEN_DIR)/raypipe/v1/.generated
 PYTEST_ARGS ?=
+# The TypeScript and Go clients (clients/typescript, clients/go): `make clients`.
+TS_DIR := clients/typescript
+TSC := $(TS_DIR)/node_modules/.bin/tsc
+STAMP_TS_DEPS := $(TS_DIR)/node_modules/.package-lock.json
+STAMP_GEN := $(TS_DIR)/src/gen/.generated
+STAMP_TS_BUILD := $(TS_DIR)/build/.built
+TS_SRC := $(shell find $(TS_DIR)/src $(TS_DIR)/test $(TS_DIR)/examples $(TS_DIR)/conformance -name '*.ts' -not -path '*/gen/*' 2>/dev/null)
+PROTO_DEPS := $(VENV)/proto-deps/google/rpc/error_details.proto
+# Go in GOPATH mode against Debian's packaged modules: the repository is linked into a GOPATH
+# of its own under .venv, at the import path of clients/go's module.
+GOPATH_DIR := $(abspath $(VENV))/gopath
+GO_ENV := GO111MODULE=off GOPATH=$(GOPATH_DIR):/usr/share/gocode GOFLAGS=
+GO_PKG := $(GOPATH_DIR)/src/github.com/raypipe/raypipe/clients/go
+STAMP_GO := $(VENV)/.go-ready
+GO_BIN := $(abspath $(VENV))/gobin
+GO_SRC := $(shell find clients/go -name '*.go' 2>/dev/null)
+RAYPIPE_ADDRESS ?= localhost:50051
 
-.PHONY: install proto proto-release lint test run bench bench-quick clean postgres graphviz chromium
+.PHONY: install clients proto proto-release lint test run bench bench-quick clean postgres graphviz chromium conformance
 
 install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
 
@@ -31,9 +48,10 @@ $(BUF): | $(PY)
 	mkdir -p $(VENV)/node
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/node @bufbuild/buf@1.75.0 >/dev/null
 
+# Every language from proto/: Python (grpcio-tools) and, through buf.gen.yaml, Go and TypeScript.
 proto: $(STAMP_DEPS)
-	rm -f $(STAMP_PROTO)
-	$(MAKE) $(STAMP_PROTO)
+	rm -f $(STAMP_PROTO) $(STAMP_GEN)
+	$(MAKE) $(STAMP_PROTO) $(STAMP_GEN)
 
 $(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS)
 	mkdir -p $(GEN_DIR)/raypipe/v1
@@ -43,13 +61,57 @@ $(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS)
 		$(PROTO_SRC)
 	touch $@
 
-# ruff, mypy, the import contracts of docs/architecture.md (import-linter) and buf lint.
-lint: install
+# The TypeScript and Go clients: their dependencies (npm ci; Debian's Go packages through apt),
+# generated code, the TypeScript build (dist/ for the package, build/ for tests, examples and
+# the conformance runner) and the Go example and conformance binaries in .venv/gobin.
+clients: install $(STAMP_TS_BUILD) $(GO_BIN)/conformance
+
+$(STAMP_TS_DEPS): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix $(TS_DIR) >/dev/null
+
+$(STAMP_GO): scripts/ensure_go.sh
+	bash scripts/ensure_go.sh
+	mkdir -p $(GOPATH_DIR)/src/github.com/raypipe
+	ln -sfn $(abspath .) $(GOPATH_DIR)/src/github.com/raypipe/raypipe
+	touch $@
+
+# google.rpc's Status, ErrorInfo and BadRequest, from the googleapis-common-protos wheel.
+$(PROTO_DEPS): $(STAMP_DEPS)
+	mkdir -p $(dir $@)
+	cp "$$($(PY) -c 'import google.rpc.status_pb2 as m, os; print(os.path.dirname(m.__file__))')"/{status,error_details}.proto $(dir $@)
+
+$(STAMP_GEN): $(PROTO_SRC) buf.gen.yaml $(TS_DIR)/buf.gen.yaml $(TS_DIR)/proto/grpc/health/v1/health.proto \
+		$(STAMP_TS_DEPS) $(STAMP_GO) $(PROTO_DEPS) | $(BUF)
+	rm -rf $(TS_DIR)/src/gen
+	find clients/go/gen -name '*.pb.go' -delete 2>/dev/null || true
+	$(BUF) generate
+	$(BUF) generate --template $(TS_DIR)/buf.gen.yaml
+	touch $@
+
+$(STAMP_TS_BUILD): $(STAMP_GEN) $(TS_SRC) $(wildcard $(TS_DIR)/tsconfig*.json)
+	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.build.json && node_modules/.bin/tsc -p tsconfig.json
+	touch $@
+
+$(GO_BIN)/conformance: $(STAMP_GEN) $(GO_SRC)
+	mkdir -p $(GO_BIN)
+	cd $(GO_PKG) && $(GO_ENV) go build -o $(GO_BIN)/ ./conformance ./examples/quickstart
+
+# The conformance scenario (tests/conformance/scenario.json) with the Python SDK, the
+# TypeScript client and the Go client against a running server: a table of steps x languages.
+conformance: clients
+	$(PY) -m tests.conformance.run_all --address $(RAYPIPE_ADDRESS)
+
+# ruff, mypy, the import contracts of docs/architecture.md (import-linter), buf lint and
+# breaking, TypeScript strict (tsc --noEmit) and gofmt + go vet of the clients.
+lint: install clients
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	cd proto && ../$(BUF) lint
+	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.json --noEmit
+	@test -z "$$(gofmt -l clients/go)" || { echo "gofmt: these need formatting:"; gofmt -l clients/go; exit 1; }
+	cd $(GO_PKG) && $(GO_ENV) go vet ./...
 	cd proto && ../$(BUF) breaking --against released.binpb
 	@cd proto && ../$(BUF) build --exclude-source-info -o - | cmp -s - released.binpb || \
 		{ echo "proto/released.binpb is not the contract of proto/: after review of the change,"; \
@@ -73,7 +135,7 @@ graphviz:
 chromium:
 	bash scripts/ensure_chromium.sh
 
-test: install postgres chromium
+test: install clients postgres chromium
 	RAYPIPE_TEST_POSTGRES_URL=$$(bash scripts/ensure_postgres.sh --url) \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -89,3 +151,4 @@ bench-quick: install
 
 clean:
 	rm -rf $(VENV) $(GEN_DIR)/raypipe/v1/*_pb2*.py* $(STAMP_PROTO)
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/src/gen $(TS_DIR)/dist $(TS_DIR)/build

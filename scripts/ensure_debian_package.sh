@@ -30,7 +30,7 @@ fi
 
 log "installing $package (apt-get install -y $package)"
 export DEBIAN_FRONTEND=noninteractive
-if ! "${as_root[@]}" apt-get install -y -qq "$package" >/dev/null; then
+if ! "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$package" >/dev/null; then
   "${as_root[@]}" apt-get update -qq
   "${as_root[@]}" apt-get install -y -qq "$package" >/dev/null
 fi
