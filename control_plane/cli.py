@@ -19,6 +19,7 @@ import click
 
 from ray_nodes.cluster import find_local_head
 from ray_nodes.dashboard_login import DashboardLogin
+from ray_nodes.logs import DEFAULT_MAX_BYTES as DEFAULT_LOG_MAX_BYTES
 
 __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
 
@@ -74,6 +75,15 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     "output. Cache-enabled nodes always keep theirs.",
 )
 @click.option(
+    "--log-max-bytes",
+    type=click.IntRange(min=0),
+    default=DEFAULT_LOG_MAX_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="The text each node attempt's log keeps: its first and last halves, the cut marked "
+    "(docs/logs.md); 0 captures no log.",
+)
+@click.option(
     "--health-interval",
     type=click.FloatRange(min=0),
     default=5.0,
@@ -94,6 +104,7 @@ def serve(
     mlflow_tracking_uri: str,
     no_mlflow_tracking: bool,
     keep_outputs: str,
+    log_max_bytes: int,
     health_interval: float,
     log_level: str,
 ) -> None:
@@ -123,6 +134,7 @@ def serve(
                 stop_ray_on_exit=stop_ray_on_exit,
                 tracking_uri=tracking_uri,
                 keep_outputs=keep_outputs.replace("-", "_"),
+                log_max_bytes=log_max_bytes,
                 health_interval=health_interval,
             ),
             sign_in_hint=sign_in_hint(data_dir),

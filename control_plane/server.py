@@ -21,6 +21,7 @@ from control_plane.pipelines.service import PipelineService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
 from ray_nodes.engine.types import KEEP_OUTPUTS
+from ray_nodes.logs import DEFAULT_MAX_BYTES as DEFAULT_LOG_MAX_BYTES
 from ray_nodes.registry import NodeRegistry, default_registry
 from raypipe.v1 import (
     pipeline_service_pb2,
@@ -71,6 +72,8 @@ class ServerConfig:
         keep_outputs: When node outputs go to the artifact store: ``on_failure`` (those of
             the nodes that succeeded, once a run has failed or been cancelled, for RetryRun)
             or ``always`` (every output as its node ends); see docs/runs.md.
+        log_max_bytes: The text each node attempt's log keeps, its first and last halves
+            (docs/logs.md); 0 captures no log.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -89,6 +92,7 @@ class ServerConfig:
     tracking_uri: str = ""
     tracking_retry_for: float = 300.0
     keep_outputs: str = "on_failure"
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class ServerConfig:
             raise ValueError(
                 f"keep_outputs must be one of {', '.join(KEEP_OUTPUTS)}, not {self.keep_outputs!r}"
             )
+        if self.log_max_bytes < 0:
+            raise ValueError(f"log_max_bytes must be >= 0, not {self.log_max_bytes!r}")
         if not self.health_interval >= 0:
             raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
 
@@ -222,6 +228,7 @@ class ControlPlane:
             cfg.data_dir,
             retry_for=cfg.tracking_retry_for,
             registry=self.registry,
+            log_root=cfg.artifact_location,
         )
         self.supervisor = RunSupervisor(
             repo,
@@ -230,6 +237,7 @@ class ControlPlane:
             data_roots=data_roots,
             tracker=tracker,
             keep_outputs=cfg.keep_outputs,
+            log_max_bytes=cfg.log_max_bytes,
         )
         self.supervisor.start(
             lambda run_id: rebuild_submission(
@@ -238,6 +246,7 @@ class ControlPlane:
                 artifact_root=cfg.artifact_location,
                 data_roots=data_roots,
                 keep_outputs=cfg.keep_outputs,
+                log_max_bytes=cfg.log_max_bytes,
             )
         )
         run_service_pb2_grpc.add_RunServiceServicer_to_server(

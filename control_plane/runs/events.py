@@ -100,6 +100,7 @@ def fold_events(run: run_pb2.Run, events: Sequence[EngineEvent]) -> RunChange:
                         type=ev.error.type,
                         message=ev.error.message,
                         traceback=ev.error.traceback,
+                        log_tail=ev.error.log_tail,
                     )
             event.type = run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
             event.run_state = run_state  # type: ignore[assignment]
@@ -164,6 +165,7 @@ def _apply_node_event(node: run_pb2.NodeExecution, ev: EngineEvent) -> None:
                 type=ev.error.type,
                 message=ev.error.message,
                 traceback=ev.error.traceback,
+                log_tail=ev.error.log_tail,
             )
         )
     if ev.artifacts:

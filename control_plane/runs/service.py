@@ -24,6 +24,7 @@ from control_plane.runs.events import (
     struct_of,
     touched_nodes,
 )
+from control_plane.runs.node_logs import NodeLogs, line_message
 from control_plane.runs.requests import RunRequest
 from control_plane.runs.supervisor import RunSupervisor, reusable_outputs
 from control_plane.storage.repository import Repository, RunFilter
@@ -48,6 +49,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         self._repo = repository
         self._supervisor = supervisor
         self._watch_poll = watch_poll_seconds
+        self._logs = NodeLogs(repository, lambda: supervisor.artifact_root)
 
     # --- create ------------------------------------------------------------------------------
     @unary
@@ -208,6 +210,44 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                     i == len(events) - 1 or event.type == run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED
                 )
                 yield pb.WatchRunResponse(event=event, run=run if with_run else None)
+
+    # --- node logs ---------------------------------------------------------------------------
+    @unary
+    def GetNodeLogs(
+        self, request: pb.GetNodeLogsRequest, context: grpc.ServicerContext
+    ) -> pb.GetNodeLogsResponse:
+        page, complete = self._logs.page(request.name, request.offset, request.limit)
+        end = page.end
+        return pb.GetNodeLogsResponse(
+            lines=[line_message(line) for line in page.lines],
+            next_offset=page.next_offset,
+            complete=complete,
+            cut_lines=end.cut_lines if end else 0,
+            cut_bytes=end.cut_bytes if end else 0,
+        )
+
+    @streaming
+    def WatchNodeLogs(
+        self, request: pb.WatchNodeLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchNodeLogsResponse]:
+        notifier = self._supervisor.notifier
+        complete = False
+        for page, complete in self._logs.follow(
+            request.name, request.offset, context.is_active, lambda: notifier.closed
+        ):
+            end = page.end
+            yield pb.WatchNodeLogsResponse(
+                lines=[line_message(line) for line in page.lines],
+                next_offset=page.next_offset,
+                complete=complete,
+                cut_lines=end.cut_lines if end else 0,
+                cut_bytes=end.cut_bytes if end else 0,
+            )
+        if not complete and notifier.closed and context.is_active():
+            raise UnavailableError(
+                "the server is shutting down; follow the log again from next_offset",
+                reason="SHUTTING_DOWN",
+            )
 
     # --- retry -------------------------------------------------------------------------------
     @unary

@@ -43,6 +43,7 @@ from control_plane.runs.templates import template_values
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
 from ray_nodes.engine import ArtifactRef, Engine, EngineEvent, RunSubmission
+from ray_nodes.logs import DEFAULT_MAX_BYTES as DEFAULT_LOG_MAX_BYTES
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 
 log = logging.getLogger("raypipe.runs")
@@ -61,6 +62,7 @@ def build_submission(
     data_roots: tuple[str, ...],
     reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
     keep_outputs: str = "on_failure",
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> RunSubmission:
     """What the engine needs to execute a stored run."""
     run_id = run.name.removeprefix("runs/")
@@ -76,6 +78,7 @@ def build_submission(
         reuse=dict(reuse or {}),
         scheduled_time=scheduled_time,
         keep_outputs=keep_outputs,
+        log_max_bytes=log_max_bytes,
     )
 
 
@@ -86,6 +89,7 @@ def rebuild_submission(
     artifact_root: str,
     data_roots: tuple[str, ...],
     keep_outputs: str = "on_failure",
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> RunSubmission | None:
     """The submission of a stored run (a retry's reuse comes from the run it retries)."""
     run = repo.get_run(run_id)
@@ -110,6 +114,7 @@ def rebuild_submission(
         data_roots=data_roots,
         reuse=reuse,
         keep_outputs=keep_outputs,
+        log_max_bytes=log_max_bytes,
     )
 
 
@@ -181,6 +186,7 @@ class RunSupervisor:
         poll_timeout: float = 1.0,
         tracker: Tracker | None = None,
         keep_outputs: str = "on_failure",
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self._repo = repository
         self.tracker: Tracker = tracker or NullTracker()
@@ -188,6 +194,7 @@ class RunSupervisor:
         self.artifact_root = artifact_root
         self.data_roots = data_roots
         self.keep_outputs = keep_outputs
+        self.log_max_bytes = log_max_bytes
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
@@ -308,6 +315,7 @@ class RunSupervisor:
             data_roots=self.data_roots,
             reuse=reuse,
             keep_outputs=self.keep_outputs,
+            log_max_bytes=self.log_max_bytes,
         )
         try:
             self.submit(submission)

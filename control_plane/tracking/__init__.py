@@ -28,16 +28,22 @@ def open_tracker(
     *,
     retry_for: float = 300.0,
     registry: NodeRegistry | None = None,
+    log_root: str = "",
 ) -> Tracker:
     """The tracker for ``tracking_uri``; empty means tracking is off.
 
     A local store (``sqlite:``, ``file:`` or a path) keeps new experiments' artifacts under
-    ``data_dir/mlruns``; a tracking server decides for itself.
+    ``data_dir/mlruns``; a tracking server decides for itself. ``log_root`` is the artifact
+    root the nodes' logs are under; each run's are attached to its MLflow run at the end.
     """
     if not tracking_uri:
         return NullTracker()
     local = not tracking_uri.startswith(("http://", "https://", "databricks"))
     artifact_dir = str(data_dir / "mlruns") if local else None
     return MlflowTracker(
-        tracking_uri, artifact_dir=artifact_dir, retry_for=retry_for, registry=registry
+        tracking_uri,
+        artifact_dir=artifact_dir,
+        retry_for=retry_for,
+        registry=registry,
+        log_root=log_root,
     )

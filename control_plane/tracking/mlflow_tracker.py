@@ -44,6 +44,7 @@ from control_plane.tracking.records import (
     run_url,
 )
 from ray_nodes.engine import EngineEvent
+from ray_nodes.logs import log_text, read_log
 from ray_nodes.registry import NodeRegistry, default_registry
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 
@@ -105,6 +106,9 @@ class MlflowTracker:
         max_buffer: Records waiting at most; beyond it new records are dropped (and the drop
             is written on the run).
         model_task_cpus: The CPUs the Ray task logging a model asks for.
+        log_root: The artifact root under which the nodes' logs are (ray_nodes.logs): each
+            node attempt's log is attached to the MLflow run when the run ends, as
+            ``logs/{node}/attempt-{n}.log``; empty attaches none.
         registry: The node types, to wire evaluators to the models they evaluated; default
             the process-wide registry.
     """
@@ -118,8 +122,10 @@ class MlflowTracker:
         max_buffer: int = 10_000,
         model_task_cpus: float = 0.25,
         registry: NodeRegistry | None = None,
+        log_root: str = "",
     ) -> None:
         self.tracking_uri = tracking_uri
+        self._log_root = log_root
         self._registry = registry
         self._artifact_dir = artifact_dir
         self._retry_for = retry_for
@@ -181,6 +187,8 @@ class MlflowTracker:
             return
         status = mlflow_status(run.state)
         end_ms = int(run.end_time.ToMilliseconds()) if run.HasField("end_time") else None
+        if self._log_root:
+            self._put(run_id, "the nodes' logs", lambda: self._attach_logs(record, run))
         finish = _Op(
             run_id, f"the final status {status}", lambda: self._finish(record, status, end_ms), True
         )
@@ -427,6 +435,18 @@ class MlflowTracker:
         if evaluators:
             link = functools.partial(self._link_metrics, record, logged.model_id, evaluators)
             self._put(record.run_id, f"the scores of the model of node {logged.node_id}", link)
+
+    def _attach_logs(self, record: _RunRecord, run: run_pb2.Run) -> None:
+        run_id = run.name.removeprefix("runs/")
+        for node in run.nodes:
+            for attempt in range(1, node.attempt + 1):
+                page = read_log(self._log_root, run_id, node.node_id, attempt, limit=1 << 40)
+                if page.lines:
+                    self._mlflow().log_text(
+                        record.info.run_id,
+                        log_text(page.lines),
+                        f"logs/{node.node_id}/attempt-{attempt}.log",
+                    )
 
     def _finish(self, record: _RunRecord, status: str, end_ms: int | None) -> None:
         with self._cond:

@@ -177,6 +177,7 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
             retry_on=tuple(retry.retry_on),
             notes=tuple(notes),
             persist_output=sub.keep_outputs == "always" or node.cache.enabled,
+            log_max_bytes=sub.log_max_bytes,
         )
         compiled.append(
             CompiledNode(

@@ -503,6 +503,6 @@ def _failure(node_id: str, exc: BaseException) -> NodeFailure:
     if isinstance(exc, RayTaskError):
         cause = exc.cause if exc.cause is not None else exc
     if isinstance(cause, NodeError):
-        return NodeFailure(node_id, cause.type_name, cause.message, cause.tb)
+        return NodeFailure(node_id, cause.type_name, cause.message, cause.tb, cause.log_tail)
     kind = type(cause)
     return NodeFailure(node_id, f"{kind.__module__}.{kind.__qualname__}", str(cause), "")

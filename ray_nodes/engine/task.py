@@ -29,8 +29,10 @@ import psutil
 import ray
 
 from ray_nodes.engine.artifacts import inline_output, load_output, store_file, store_output
+from ray_nodes.engine.capture import captured
 from ray_nodes.engine.types import ArtifactRef, NodeResult
 from ray_nodes.errors import RayNodesError
+from ray_nodes.logs import DEFAULT_MAX_BYTES, LogWriter
 from ray_nodes.node import NodeContext
 
 SUPERVISOR_NAME = "raypipe-supervisor"
@@ -92,6 +94,8 @@ class NodePlan:
     #: Write the output to the artifact store when the node ends (else only a tiny output,
     #: inline; the supervisor writes the rest if the run does not succeed).
     persist_output: bool = True
+    #: The text each attempt's log keeps (head and tail, ray_nodes.logs); 0: no capture.
+    log_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def _handle(namespace: str) -> Any:
@@ -234,14 +238,21 @@ class NodeError(RayNodesError):
     failed attempt with its start time."""
 
     def __init__(
-        self, type_name: str, message: str, tb: str, attempt: int = 0, start_time: float = 0.0
+        self,
+        type_name: str,
+        message: str,
+        tb: str,
+        attempt: int = 0,
+        start_time: float = 0.0,
+        log_tail: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(type_name, message, tb, attempt, start_time)
+        super().__init__(type_name, message, tb, attempt, start_time, log_tail)
         self.type_name = type_name
         self.message = message
         self.tb = tb
         self.attempt = attempt
         self.start_time = start_time
+        self.log_tail = log_tail
 
     def __str__(self) -> str:
         return f"{self.type_name}: {self.message}"
@@ -289,10 +300,14 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
             _report=report,
         )
         _PeakRss.reset()
+        log = _attempt_log(plan, attempt)
         try:
-            result = node_type().run(ctx, list(inputs))
+            with captured(log) if log is not None else contextlib.nullcontext():
+                result = node_type().run(ctx, list(inputs))
         except Exception as exc:
             _StartedReport.disarm()
+            tail = log.tail() if log is not None else ()
+            _close_log(log, f"attempt {attempt} failed:\n{traceback.format_exc()}".rstrip())
             if attempt <= plan.max_retries and _retryable(plan, exc):
                 delay = _backoff(plan, attempt)
                 supervisor.node_progress.remote(
@@ -311,11 +326,14 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
                 traceback.format_exc(),
                 attempt,
                 started,
+                tail,
             ) from None
         except BaseException:  # cancelled (KeyboardInterrupt): the supervisor knows
             _StartedReport.disarm()
+            _close_log(log, f"attempt {attempt} was cancelled")
             raise
         _StartedReport.disarm()
+        _close_log(log)
         peak = _PeakRss.read()
         break
     ended = time.time()
@@ -355,6 +373,25 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
         ray_task_id=task_id,
     )
     return output, outcome
+
+
+def _attempt_log(plan: NodePlan, attempt: int) -> LogWriter | None:
+    """The writer of this attempt's log, or None when the run captures none."""
+    if plan.log_max_bytes <= 0:
+        return None
+    return LogWriter(
+        plan.artifact_root, plan.run_id, plan.node_id, attempt, max_bytes=plan.log_max_bytes
+    )
+
+
+def _close_log(log: LogWriter | None, note: str = "") -> None:
+    """Write the attempt's log whole; a store that fails must not change the node's outcome."""
+    if log is None:
+        return
+    if note:
+        log.write("raypipe", note)
+    with contextlib.suppress(Exception):
+        log.close()
 
 
 def _artifact(plan: NodePlan, value: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ray_nodes.logs import DEFAULT_MAX_BYTES
+
 
 class NodeState(StrEnum):
     """A node's state as the engine reports it: the names of ``raypipe.v1.NodeExecution.State``
@@ -66,6 +68,8 @@ class NodeFailure:
     type: str
     message: str
     traceback: str = ""
+    #: The last lines the failed attempt wrote (ray_nodes.logs.LogWriter.tail).
+    log_tail: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ class RunSubmission:
     reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] = field(default_factory=dict)
     scheduled_time: str = ""
     keep_outputs: str = "on_failure"
+    #: The text each node attempt's log keeps, head and tail (ray_nodes.logs); 0 keeps none.
+    log_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)

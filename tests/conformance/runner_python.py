@@ -144,6 +144,15 @@ class Runner:
         final = Run.State.Name(responses[-1].run.state)
         check(final == expect["final_state"], f"the stream ended with the run {final}")
 
+    def node_logs(self, step: dict[str, Any]) -> None:
+        expect = step["expect"]
+        run = self.runs[step["run"]]
+        page = self.client.get_node_logs(run, step["node"], attempt=1)
+        check(len(page.lines) == expect["lines"], f"{len(page.lines)} lines")
+        check(page.complete == expect["complete"], f"complete {page.complete}")
+        attempt = expect["missing_attempt"]
+        expect_error(lambda: self.client.get_node_logs(run, step["node"], attempt=attempt), expect)
+
     def list_runs_pages(self, step: dict[str, Any]) -> None:
         expect = step["expect"]
         created = [self.client.create_run(step["pipeline"]) for _ in range(step["create_runs"])]

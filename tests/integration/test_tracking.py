@@ -87,7 +87,7 @@ def _spec(**tracking: Any) -> pipeline_spec_pb2.PipelineSpec:
         {"id": "scale", "type": "feature_scaler", "depends_on": ["split"]},
         {"id": "train", "type": "model_trainer", "depends_on": ["scale"],
          "params": {"backend": "xgboost", "task": "classification", "random_state": 0,
-                    "hyperparameters": {"n_estimators": 20,
+                    "hyperparameters": {"n_estimators": 20, "verbosity": 2,
                                         "max_depth": "{{ parameters.max_depth }}"}}},
         {"id": "net", "type": "model_trainer", "depends_on": ["scale"],
          "params": {"backend": "lightning", "task": "classification", "random_state": 0,
@@ -216,6 +216,28 @@ def test_run_recorded_with_params_metrics_and_models(
     assert logits.shape[0] == len(rows)
     shown = _cli(tracked[0], "runs", "get", run.name)
     assert f"save: {xgb.model_uri}" in shown
+
+    # Each node attempt's log is an artifact of the MLflow run, as GetNodeLogs reads it.
+    attached = {
+        a.path
+        for node in client.list_artifacts(info.run_id, "logs")
+        for a in client.list_artifacts(info.run_id, node.path)
+    }
+    with_lines = set()
+    for node in final.nodes:
+        page = api.runs.GetNodeLogs(
+            rpb.GetNodeLogsRequest(name=f"{run.name}/nodes/{node.node_id}/attempts/1/logs")
+        )
+        if page.lines:
+            with_lines.add(f"logs/{node.node_id}/attempt-1.log")
+            text = mlflow.artifacts.load_text(
+                f"runs:/{info.run_id}/logs/{node.node_id}/attempt-1.log"
+            )
+            texts = text.splitlines()
+            assert len(texts) == len(page.lines)
+            assert all(a.endswith(f" {b.text}") for a, b in zip(texts, page.lines, strict=True))
+    assert attached == with_lines
+    assert "logs/train/attempt-1.log" in attached  # XGBoost's C++ logger at verbosity 2
 
 
 def test_failed_run_mirrored_and_tracking_switched_off(

@@ -169,6 +169,8 @@ SAMPLE_ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "CancelRun": (("abc",), {}),
     "WatchRun": (("abc",), {}),
     "RetryRun": (("abc",), {}),
+    "GetNodeLogs": (("abc", "train"), {"attempt": 1, "offset": 5, "limit": 10}),
+    "WatchNodeLogs": (("abc", "train"), {"attempt": 2, "offset": 5}),
     "CreateSchedule": (
         ("churn",),
         {"cron": "0 6 * * MON-FRI", "time_zone": "Europe/Berlin", "request_id": "r1"},

@@ -175,6 +175,18 @@ func (r *runner) watchRun(s step) {
 	check(final == expect.str("final_state"), "the stream ended with the run %s", final)
 }
 
+func (r *runner) nodeLogs(s step) {
+	expect := s.expect()
+	run := r.runs[s.str("run")].GetName()
+	page := must(r.client.Runs.GetNodeLogs(r.ctx, &raypipev1.GetNodeLogsRequest{Name: raypipe.NodeLogName(run, s.str("node"), 1)}))
+	check(len(page.GetLines()) == expect.num("lines"), "%d lines", len(page.GetLines()))
+	check(page.GetComplete() == expect["complete"].(bool), "complete %v", page.GetComplete())
+	_, err := r.client.Runs.GetNodeLogs(r.ctx, &raypipev1.GetNodeLogsRequest{
+		Name: raypipe.NodeLogName(run, s.str("node"), expect.num("missing_attempt")),
+	})
+	expectError(err, expect)
+}
+
 func (r *runner) listRunsPages(s step) {
 	expect := s.expect()
 	var created []*raypipev1.Run
@@ -410,6 +422,7 @@ func main() {
 		"create_version":   r.createVersion,
 		"create_run_twice": r.createRunTwice,
 		"watch_run":        r.watchRun,
+		"node_logs":        r.nodeLogs,
 		"list_runs_pages":  r.listRunsPages,
 		"get_run":          r.getRun,
 		"cancel_run":       r.cancelRun,

@@ -28,6 +28,8 @@ type fakeRuns struct {
 	requests []*raypipev1.WatchRunRequest
 	runs     []*raypipev1.Run
 	pages    []string // the page tokens ListRuns was called with
+	// the offsets WatchNodeLogs was called with
+	logOffsets []int64
 }
 
 func (f *fakeRuns) WatchRun(request *raypipev1.WatchRunRequest, stream raypipev1.RunService_WatchRunServer) error {
@@ -44,6 +46,25 @@ func (f *fakeRuns) WatchRun(request *raypipev1.WatchRunRequest, stream raypipev1
 		}
 	}
 	return f.breaks[call]
+}
+
+func (f *fakeRuns) WatchNodeLogs(request *raypipev1.WatchNodeLogsRequest, stream raypipev1.RunService_WatchNodeLogsServer) error {
+	f.mu.Lock()
+	f.logOffsets = append(f.logOffsets, request.GetOffset())
+	f.mu.Unlock()
+	line := func(offset int64) *raypipev1.LogLine {
+		return &raypipev1.LogLine{Offset: offset, Text: fmt.Sprintf("line %d", offset)}
+	}
+	if request.GetOffset() == 0 { // lines 0-1, then UNAVAILABLE
+		if err := stream.Send(&raypipev1.WatchNodeLogsResponse{Lines: []*raypipev1.LogLine{line(0), line(1)}, NextOffset: 2}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "server restarting")
+	}
+	if err := stream.Send(&raypipev1.WatchNodeLogsResponse{Lines: []*raypipev1.LogLine{line(2), line(3)}, NextOffset: 4}); err != nil {
+		return err
+	}
+	return stream.Send(&raypipev1.WatchNodeLogsResponse{NextOffset: 4, Complete: true})
 }
 
 func (f *fakeRuns) ListRuns(_ context.Context, request *raypipev1.ListRunsRequest) (*raypipev1.ListRunsResponse, error) {
@@ -278,5 +299,28 @@ func TestNames(t *testing.T) {
 		if _, _, err := ParseVersionName(bad); err == nil {
 			t.Errorf("ParseVersionName(%q) gave no error", bad)
 		}
+	}
+}
+
+func TestFollowNodeLogsReattachesFromTheLastOffset(t *testing.T) {
+	runs := &fakeRuns{}
+	client := serve(t, runs)
+	var texts []string
+	end, err := client.FollowNodeLogs(context.Background(), NodeLogName("r-1", "train", 1), 0,
+		func(line *raypipev1.LogLine) error {
+			texts = append(texts, line.GetText())
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(texts) != "[line 0 line 1 line 2 line 3]" || end != 4 {
+		t.Fatalf("lines %v, end %d: want each line once and the offset after the last", texts, end)
+	}
+	if fmt.Sprint(runs.logOffsets) != "[0 2]" {
+		t.Fatalf("offsets %v: want the re-attach at 2", runs.logOffsets)
+	}
+	if NodeLogName("runs/r-1", "n", 2) != "runs/r-1/nodes/n/attempts/2/logs" {
+		t.Fatal(NodeLogName("runs/r-1", "n", 2))
 	}
 }

@@ -29,9 +29,11 @@ from raypipe._handles import AsyncRunHandle
 from raypipe._names import PipelineRef, RunRef, VersionRef, pipeline_name, run_name, version_name
 from raypipe._paging import AsyncPageIterator, Page
 from raypipe._rpc import ApplyResult
+from raypipe._run_methods import last_attempt, node_log_name
 from raypipe._schedules import AsyncScheduleMethods
 from raypipe._specfile import SpecLike
 from raypipe.v1 import (
+    node_log_pb2,
     node_type_pb2,
     pipeline_pb2,
     pipeline_service_pb2,
@@ -341,6 +343,80 @@ class AsyncClient(AsyncScheduleMethods):
         """See :meth:`raypipe.Client.watch_run`; iterate with ``async for``."""
         request = run_service_pb2.WatchRunRequest(name=run_name(run), event_types=event_types)
         call = self._runs.WatchRun(request, timeout=timeout, metadata=self.metadata)
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as e:
+            raise error_from_rpc_error(e) from e
+        finally:
+            call.cancel()
+
+    async def get_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        limit: int = 0,
+    ) -> run_service_pb2.GetNodeLogsResponse:
+        """See :meth:`raypipe.Client.get_node_logs`."""
+        if attempt is None:
+            attempt = last_attempt(await self.get_run(run), node)
+        request = run_service_pb2.GetNodeLogsRequest(
+            name=node_log_name(run, node, attempt), offset=offset, limit=limit
+        )
+        return await self._unary(self._runs.GetNodeLogs, request)
+
+    async def follow_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[node_log_pb2.LogLine]:
+        """See :meth:`raypipe.Client.follow_node_logs`; iterate with ``async for``."""
+        if attempt is None:
+            attempt = last_attempt(await self.get_run(run), node)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = rpc.Backoff()
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stream = self.watch_node_logs(
+                run, node, attempt=attempt, offset=offset, timeout=remaining
+            )
+            try:
+                async for response in stream:
+                    backoff.reset()
+                    for line in response.lines:
+                        yield line
+                    offset = response.next_offset
+                    if response.complete:
+                        return
+            except UnavailableError:
+                pass  # reconnect below, from the last offset
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+            await asyncio.sleep(backoff.next())
+
+    async def watch_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[run_service_pb2.WatchNodeLogsResponse]:
+        """See :meth:`raypipe.Client.watch_node_logs`; iterate with ``async for``."""
+        if attempt is None:
+            attempt = last_attempt(await self.get_run(run), node)
+        request = run_service_pb2.WatchNodeLogsRequest(
+            name=node_log_name(run, node, attempt), offset=offset
+        )
+        call = self._runs.WatchNodeLogs(request, timeout=timeout, metadata=self.metadata)
         try:
             async for response in call:
                 yield response

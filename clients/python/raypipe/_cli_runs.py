@@ -34,7 +34,8 @@ from raypipe._client import Client
 from raypipe._errors import RaypipeError, RunFailedError
 from raypipe._names import pipeline_id, version_name, version_number
 from raypipe._rpc import TERMINAL_STATES, state_name
-from raypipe.v1 import run_pb2, run_service_pb2
+from raypipe._run_methods import last_attempt
+from raypipe.v1 import node_log_pb2, run_pb2, run_service_pb2
 
 RUN_COLORS = {
     "PENDING": "yellow",
@@ -351,6 +352,7 @@ def runs_get(state: CliState, run: str, output: str | None) -> None:
                 ("retry of", r.retry_of),
                 ("schedule", r.schedule),
                 ("error", _error_text(r.error)),
+                *_failed_node_logs(r),
                 *_tracking_rows(r.tracking),
             ]
         )
@@ -428,12 +430,105 @@ def _model_texts(tracking: run_pb2.TrackingInfo) -> list[str]:
     return list(tracking.model_uris)
 
 
+def _failed_node_logs(run: run_pb2.Run) -> list[tuple[str, str]]:
+    """For each failed node other than the one the run's error names: its last log lines."""
+    rows = []
+    for node in run.nodes:
+        if node.error.log_tail and node.node_id != run.error.node_id:
+            rows.append((f"{node.node_id} failed", _error_text(node.error)))
+    return rows
+
+
 def _error_text(error: run_pb2.ExecutionError) -> str:
     if not error.message:
         return ""
     where = f"{error.node_id}: " if error.node_id else ""
     kind = f"{error.type}: " if error.type else ""
-    return f"{where}{kind}{error.message}"
+    text = f"{where}{kind}{error.message}"
+    if error.log_tail:  # what the node wrote last, before the error
+        text += "\nlast lines of its log:\n" + "\n".join(f"  {line}" for line in error.log_tail)
+    return text
 
 
 COMMANDS = (run_command, runs)
+
+
+_STREAM_NAMES = {
+    node_log_pb2.LogLine.STREAM_STDOUT: "stdout",
+    node_log_pb2.LogLine.STREAM_STDERR: "stderr",
+    node_log_pb2.LogLine.STREAM_LOGGING: "logging",
+    node_log_pb2.LogLine.STREAM_RAYPIPE: "raypipe",
+}
+
+
+def log_line_text(line: node_log_pb2.LogLine, *, timestamps: bool = False) -> str:
+    """One log line as `runs logs` prints it: logging records with their level and logger."""
+    text = line.text
+    if line.stream == node_log_pb2.LogLine.STREAM_LOGGING:
+        text = f"{line.level} {line.logger}: {text}"
+    if timestamps:
+        stamp = line.time.ToDatetime().isoformat(timespec="milliseconds") + "Z"
+        text = f"{stamp} {_STREAM_NAMES.get(line.stream, '?'):<7} {text}"
+    return text
+
+
+@runs.command("logs")
+@click.argument("run")
+@click.argument("node")
+@click.option(
+    "--attempt", type=click.IntRange(min=1), default=None, help="The attempt; default: the last."
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Print lines as the node writes them, until it ends."
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, help="Start at this line (from 0)."
+)
+@click.option("--timestamps", "-t", is_flag=True, help="Prefix each line with its time and stream.")
+@output_option
+@pass_state
+def runs_logs(
+    state: CliState,
+    run: str,
+    node: str,
+    attempt: int | None,
+    follow: bool,
+    offset: int,
+    timestamps: bool,
+    output: str | None,
+) -> None:
+    """Print the log of NODE in RUN: its stdout, stderr and logging records, in order.
+
+    \b
+    raypipe runs logs 3f2a... train                 the last attempt, whole
+    raypipe runs logs 3f2a... train --attempt 1 -t  the first, with times and streams
+    raypipe runs logs 3f2a... train -f              follow it live until the node ends
+    raypipe runs logs 3f2a... train -o json         one JSON object per line
+    """
+    client = state.client()
+    out = fmt(state, output)
+
+    def show_line(line: node_log_pb2.LogLine) -> None:
+        if out == "table":
+            click.echo(log_line_text(line, timestamps=timestamps))
+        else:
+            click.echo(
+                json_format.MessageToJson(line, indent=None, preserving_proto_field_name=True)
+            )
+
+    if follow:
+        for line in client.follow_node_logs(run, node, attempt=attempt, offset=offset):
+            show_line(line)
+        return
+    if attempt is None:
+        attempt = last_attempt(client.get_run(run), node)
+    cut = 0
+    while True:
+        page = client.get_node_logs(run, node, attempt=attempt, offset=offset)
+        for line in page.lines:
+            show_line(line)
+        offset, cut = page.next_offset, page.cut_lines
+        if page.complete or not page.lines:
+            break
+    if cut and out == "table":
+        click.echo(f"({cut} lines were cut from the middle of this log)", err=True)

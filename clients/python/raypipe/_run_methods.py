@@ -19,6 +19,7 @@ from raypipe._handles import RunHandle
 from raypipe._names import PipelineRef, RunRef, VersionRef, run_name
 from raypipe._paging import PageIterator
 from raypipe.v1 import (
+    node_log_pb2,
     pipeline_pb2,
     run_pb2,
     run_service_pb2,
@@ -241,6 +242,116 @@ class RunMethods:
                 delay = min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(delay)
 
+    def get_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        limit: int = 0,
+    ) -> run_service_pb2.GetNodeLogsResponse:
+        """A page of a node attempt's log: stdout, stderr and logging records in the order
+        they were written (GetNodeLogs).
+
+        Args:
+            run: The run's id or name, a Run message or a handle.
+            node: The node's id.
+            attempt: The attempt, from 1; default the node's last one.
+            offset: The first line (a previous page's ``next_offset``); 0 from the start.
+            limit: Lines at most; 0 for the server's default (1,000).
+
+        Returns:
+            The lines, ``next_offset``, ``complete`` (the attempt ended and nothing is left)
+            and, once it ended, ``cut_lines``/``cut_bytes`` if the log was capped.
+
+        Raises:
+            NotFoundError: No such run, node or attempt (reason RUN_NOT_FOUND,
+                NODE_NOT_FOUND or ATTEMPT_NOT_FOUND).
+        """
+        if attempt is None:
+            attempt = last_attempt(self.get_run(run), node)
+        request = run_service_pb2.GetNodeLogsRequest(
+            name=node_log_name(run, node, attempt), offset=offset, limit=limit
+        )
+        return self._unary(self._runs.GetNodeLogs, request)
+
+    def follow_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[node_log_pb2.LogLine]:
+        """Every line of a node attempt's log from ``offset``, as it is written, until the
+        attempt ends (WatchNodeLogs).
+
+        A stream broken by UNAVAILABLE is reopened from the offset after the last line
+        received, so no line is missed or repeated.
+
+        Args:
+            run: The run's id or name, a Run message or a handle.
+            node: The node's id.
+            attempt: The attempt, from 1; default the node's last one when the call is made.
+            offset: The first line; 0 from the start.
+            timeout: Seconds to follow at most; None for no limit.
+
+        Raises:
+            NotFoundError: No such run, node or attempt.
+            DeadlineExceededError: ``timeout`` passed first.
+        """
+        if attempt is None:
+            attempt = last_attempt(self.get_run(run), node)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = rpc.Backoff()
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                for response in self.watch_node_logs(
+                    run, node, attempt=attempt, offset=offset, timeout=remaining
+                ):
+                    backoff.reset()
+                    yield from response.lines
+                    offset = response.next_offset
+                    if response.complete:
+                        return
+            except UnavailableError:
+                pass  # reconnect below, from the last offset
+            time.sleep(backoff.next())
+
+    def watch_node_logs(
+        self,
+        run: RunRef,
+        node: str,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[run_service_pb2.WatchNodeLogsResponse]:
+        """One WatchNodeLogs stream: batches of a node attempt's lines from ``offset`` until
+        the attempt ends (the last message has ``complete``), or until the stream breaks;
+        :meth:`follow_node_logs` re-attaches for you.
+
+        Args:
+            run: The run's id or name, a Run message or a handle.
+            node: The node's id.
+            attempt: The attempt, from 1; default the node's last one.
+            offset: The first line; 0 from the start.
+            timeout: Seconds the stream may last; None for no limit.
+        """
+        if attempt is None:
+            attempt = last_attempt(self.get_run(run), node)
+        request = run_service_pb2.WatchNodeLogsRequest(
+            name=node_log_name(run, node, attempt), offset=offset
+        )
+        try:
+            call = self._runs.WatchNodeLogs(request, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as e:
+            raise error_from_rpc_error(e) from e
+        return _stream(call)
+
     def run(
         self,
         pipeline: PipelineRef | None = None,
@@ -269,6 +380,20 @@ class RunMethods:
     def get_run_handle(self, run: RunRef) -> RunHandle:
         """A handle on an existing run; makes no call."""
         return RunHandle(cast("Client", self), run)
+
+
+def node_log_name(run: RunRef, node: str, attempt: int) -> str:
+    """``runs/{run}/nodes/{node}/attempts/{attempt}/logs``."""
+    return f"{run_name(run)}/nodes/{node}/attempts/{attempt}/logs"
+
+
+def last_attempt(run: run_pb2.Run, node: str) -> int:
+    """The node's last attempt in the run record (at least 1, so a node that never started
+    reads as NOT_FOUND ATTEMPT_NOT_FOUND from the server)."""
+    for execution in run.nodes:
+        if execution.node_id == node:
+            return max(1, execution.attempt)
+    return 1
 
 
 def _stream(call: Any) -> Iterator[Any]:

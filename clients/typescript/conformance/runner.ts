@@ -171,6 +171,17 @@ class Runner {
     check(final === expect.final_state, `the stream ended with the run ${final}`);
   }
 
+  async node_logs(step: Step) {
+    const expect = step.expect;
+    const run = this.runs.get(step.run);
+    check(run !== undefined, `no run from step ${step.run}`);
+    const name = (attempt: number) => `${run.name}/nodes/${step.node}/attempts/${attempt}/logs`;
+    const page = await this.client.runs.getNodeLogs({ name: name(1) });
+    check(page.lines.length === expect.lines, `${page.lines.length} lines`);
+    check(page.complete === expect.complete, `complete ${page.complete}`);
+    await expectError(() => this.client.runs.getNodeLogs({ name: name(expect.missing_attempt) }), expect);
+  }
+
   async list_runs_pages(step: Step) {
     const expect = step.expect;
     const created: Run[] = [];

@@ -13,6 +13,7 @@ import {
 } from "./gen/raypipe/v1/pipeline_service_pb.js";
 import type { Pipeline, PipelineVersion } from "./gen/raypipe/v1/pipeline_pb.js";
 import type { PipelineSpecSchema } from "./gen/raypipe/v1/pipeline_spec_pb.js";
+import type { LogLine } from "./gen/raypipe/v1/node_log_pb.js";
 import { RunEvent_Type, Run_State, type Run } from "./gen/raypipe/v1/run_pb.js";
 import {
   RunService,
@@ -78,6 +79,15 @@ export interface ApplyResult {
   readonly versionCreated: boolean;
 }
 
+export interface NodeLogOptions {
+  /** The attempt, from 1; default: the node's last one when the call is made. */
+  readonly attempt?: number;
+  /** The first line (a LogLine.offset, or a previous nextOffset); 0 from the start. */
+  readonly offset?: number;
+  /** Ends the stream (and any reconnect wait) when aborted. */
+  readonly signal?: AbortSignal;
+}
+
 export interface RaypipeClient {
   readonly pipelines: Client<typeof PipelineService>;
   readonly runs: Client<typeof RunService>;
@@ -104,6 +114,14 @@ export interface RaypipeClient {
    * snapshot, so nothing is missed (a change may be seen again in that snapshot).
    */
   watchRun(run: string | Run, options?: WatchRunOptions): AsyncIterable<WatchRunResponse>;
+  /**
+   * Every line of a node attempt's log from `offset`, as the attempt writes it, until it ends
+   * (WatchNodeLogs). A stream broken by UNAVAILABLE is reopened from the offset after the last
+   * line received, so no line is missed or repeated.
+   */
+  followNodeLogs(run: string | Run, node: string, options?: NodeLogOptions): AsyncIterable<LogLine>;
+  /** The name of a node attempt's log: `runs/{run}/nodes/{node}/attempts/{n}/logs` (default: the last attempt). */
+  nodeLogName(run: string | Run, node: string, attempt?: number): Promise<string>;
   /** Follows a run until it ends and returns it in its terminal state (see WaitRunOptions). */
   waitRun(run: string | Run, options?: WaitRunOptions): Promise<Run>;
   /**
@@ -196,6 +214,38 @@ export function createRaypipeClient(address: string, options: RaypipeClientOptio
     return last;
   }
 
+  async function nodeLogName(run: string | Run, node: string, attempt?: number): Promise<string> {
+    let n = attempt;
+    if (n === undefined) {
+      const { run: current } = await runs.getRun({ name: runName(run) });
+      n = Math.max(1, current?.nodes.find((e) => e.nodeId === node)?.attempt ?? 1);
+    }
+    return `${runName(run)}/nodes/${node}/attempts/${n}/logs`;
+  }
+
+  async function* followNodeLogs(run: string | Run, node: string, options: NodeLogOptions = {}): AsyncGenerator<LogLine> {
+    const name = await nodeLogName(run, node, options.attempt);
+    let offset = BigInt(options.offset ?? 0);
+    const backoff = new Backoff();
+    for (;;) {
+      try {
+        for await (const message of runs.watchNodeLogs({ name, offset }, { signal: options.signal })) {
+          backoff.reset();
+          yield* message.lines;
+          offset = message.nextOffset;
+          if (message.complete) {
+            return;
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof RaypipeError) || error.code !== Code.Unavailable) {
+          throw error;
+        }
+      }
+      await backoff.sleep(options.signal);
+    }
+  }
+
   async function apply(
     pipelineId: string,
     spec: PipelineSpecInit,
@@ -286,6 +336,8 @@ export function createRaypipeClient(address: string, options: RaypipeClientOptio
       }),
     watchRun,
     waitRun,
+    followNodeLogs,
+    nodeLogName,
     apply,
     ready,
   };

@@ -7,6 +7,7 @@ export {
   baseUrl,
   createRaypipeClient,
   isTerminal,
+  type NodeLogOptions,
   type PagedRequest,
   type PipelineSpecInit,
   type RaypipeClient,
@@ -27,6 +28,7 @@ export {
 } from "./errors.js";
 export { parseVersionName, pipelineName, resourceId, runName, scheduleName, versionName } from "./names.js";
 export { collect, paginate, type Page } from "./paging.js";
+export * from "./gen/raypipe/v1/node_log_pb.js";
 export * from "./gen/raypipe/v1/node_type_pb.js";
 export * from "./gen/raypipe/v1/pipeline_pb.js";
 export * from "./gen/raypipe/v1/pipeline_service_pb.js";

@@ -35,6 +35,7 @@ function run(state: Run_State): Run {
 }
 
 interface Script {
+  logOffsets: bigint[];
   streams: Run[][];
   breaks: (ConnectError | undefined)[];
   requests: WatchRunRequest[];
@@ -42,7 +43,7 @@ interface Script {
   pageTokens: string[];
 }
 
-const script: Script = { streams: [], breaks: [], requests: [], runs: [], pageTokens: [] };
+const script: Script = { logOffsets: [], streams: [], breaks: [], requests: [], runs: [], pageTokens: [] };
 
 function routes(router: ConnectRouter) {
   router.service(RunService, {
@@ -56,6 +57,17 @@ function routes(router: ConnectRouter) {
       if (broken) {
         throw broken;
       }
+    },
+    async *watchNodeLogs(request) {
+      // Lines 0-1, then UNAVAILABLE; re-attached at 2: lines 2-3 and the end.
+      script.logOffsets.push(request.offset);
+      const line = (offset: number) => ({ offset: BigInt(offset), text: `line ${offset}` });
+      if (request.offset === 0n) {
+        yield { lines: [line(0), line(1)], nextOffset: 2n };
+        throw new ConnectError("server restarting", Code.Unavailable);
+      }
+      yield { lines: [line(2), line(3)], nextOffset: 4n };
+      yield { lines: [], nextOffset: 4n, complete: true };
     },
     listRuns(request) {
       script.pageTokens.push(request.pageToken);
@@ -109,7 +121,7 @@ describe("RaypipeClient against a gRPC server", () => {
     await closed;
   });
   beforeEach(() => {
-    Object.assign(script, { streams: [], breaks: [], requests: [], runs: [], pageTokens: [] });
+    Object.assign(script, { logOffsets: [], streams: [], breaks: [], requests: [], runs: [], pageTokens: [] });
   });
 
   it("waitRun reconnects after UNAVAILABLE and sees the fresh snapshot", async () => {
@@ -169,6 +181,17 @@ describe("RaypipeClient against a gRPC server", () => {
     await assert.rejects(collect(client.watchRun("r-1", { signal: controller.signal })), (e: unknown) => {
       return e instanceof RaypipeError && e.code === Code.Canceled;
     });
+  });
+
+  it("followNodeLogs re-attaches from the last offset: no line missed, none twice", async () => {
+    const client = createRaypipeClient(address);
+    const lines = await collect(client.followNodeLogs("r-1", "train", { attempt: 1 }));
+    assert.deepEqual(
+      lines.map((l) => l.text),
+      ["line 0", "line 1", "line 2", "line 3"],
+    );
+    assert.deepEqual(script.logOffsets, [0n, 2n]);
+    assert.equal(await client.nodeLogName("runs/r-1", "train", 2), "runs/r-1/nodes/train/attempts/2/logs");
   });
 
   it("unpacks ErrorInfo and BadRequest into a RaypipeError", async () => {

@@ -32,6 +32,14 @@ type RunServiceClient interface {
 	// Starts a new run of the same version and parameters that reuses the outputs of the nodes
 	// that succeeded and executes the rest. The run must be terminal.
 	RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error)
+	// Reads a node attempt's log (stdout, stderr and logging records, in the order they were
+	// written) from an offset: a page of lines and the offset of the next.
+	GetNodeLogs(ctx context.Context, in *GetNodeLogsRequest, opts ...grpc.CallOption) (*GetNodeLogsResponse, error)
+	// Follows a node attempt's log from an offset: the lines there are, then each batch as the
+	// attempt writes it, until the attempt has ended and every line was sent; then the stream
+	// ends. A client that re-attaches with its last next_offset misses no line and gets none
+	// twice.
+	WatchNodeLogs(ctx context.Context, in *WatchNodeLogsRequest, opts ...grpc.CallOption) (RunService_WatchNodeLogsClient, error)
 }
 
 type runServiceClient struct {
@@ -119,6 +127,47 @@ func (c *runServiceClient) RetryRun(ctx context.Context, in *RetryRunRequest, op
 	return out, nil
 }
 
+func (c *runServiceClient) GetNodeLogs(ctx context.Context, in *GetNodeLogsRequest, opts ...grpc.CallOption) (*GetNodeLogsResponse, error) {
+	out := new(GetNodeLogsResponse)
+	err := c.cc.Invoke(ctx, "/raypipe.v1.RunService/GetNodeLogs", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) WatchNodeLogs(ctx context.Context, in *WatchNodeLogsRequest, opts ...grpc.CallOption) (RunService_WatchNodeLogsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_RunService_serviceDesc.Streams[1], "/raypipe.v1.RunService/WatchNodeLogs", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &runServiceWatchNodeLogsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type RunService_WatchNodeLogsClient interface {
+	Recv() (*WatchNodeLogsResponse, error)
+	grpc.ClientStream
+}
+
+type runServiceWatchNodeLogsClient struct {
+	grpc.ClientStream
+}
+
+func (x *runServiceWatchNodeLogsClient) Recv() (*WatchNodeLogsResponse, error) {
+	m := new(WatchNodeLogsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility
@@ -138,6 +187,14 @@ type RunServiceServer interface {
 	// Starts a new run of the same version and parameters that reuses the outputs of the nodes
 	// that succeeded and executes the rest. The run must be terminal.
 	RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error)
+	// Reads a node attempt's log (stdout, stderr and logging records, in the order they were
+	// written) from an offset: a page of lines and the offset of the next.
+	GetNodeLogs(context.Context, *GetNodeLogsRequest) (*GetNodeLogsResponse, error)
+	// Follows a node attempt's log from an offset: the lines there are, then each batch as the
+	// attempt writes it, until the attempt has ended and every line was sent; then the stream
+	// ends. A client that re-attaches with its last next_offset misses no line and gets none
+	// twice.
+	WatchNodeLogs(*WatchNodeLogsRequest, RunService_WatchNodeLogsServer) error
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -162,6 +219,12 @@ func (UnimplementedRunServiceServer) WatchRun(*WatchRunRequest, RunService_Watch
 }
 func (UnimplementedRunServiceServer) RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RetryRun not implemented")
+}
+func (UnimplementedRunServiceServer) GetNodeLogs(context.Context, *GetNodeLogsRequest) (*GetNodeLogsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetNodeLogs not implemented")
+}
+func (UnimplementedRunServiceServer) WatchNodeLogs(*WatchNodeLogsRequest, RunService_WatchNodeLogsServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchNodeLogs not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 
@@ -287,6 +350,45 @@ func _RunService_RetryRun_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_GetNodeLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNodeLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).GetNodeLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/raypipe.v1.RunService/GetNodeLogs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).GetNodeLogs(ctx, req.(*GetNodeLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_WatchNodeLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchNodeLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RunServiceServer).WatchNodeLogs(m, &runServiceWatchNodeLogsServer{stream})
+}
+
+type RunService_WatchNodeLogsServer interface {
+	Send(*WatchNodeLogsResponse) error
+	grpc.ServerStream
+}
+
+type runServiceWatchNodeLogsServer struct {
+	grpc.ServerStream
+}
+
+func (x *runServiceWatchNodeLogsServer) Send(m *WatchNodeLogsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _RunService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "raypipe.v1.RunService",
 	HandlerType: (*RunServiceServer)(nil),
@@ -311,11 +413,20 @@ var _RunService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "RetryRun",
 			Handler:    _RunService_RetryRun_Handler,
 		},
+		{
+			MethodName: "GetNodeLogs",
+			Handler:    _RunService_GetNodeLogs_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchRun",
 			Handler:       _RunService_WatchRun_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchNodeLogs",
+			Handler:       _RunService_WatchNodeLogs_Handler,
 			ServerStreams: true,
 		},
 	},
