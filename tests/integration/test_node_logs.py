@@ -256,6 +256,12 @@ def test_sdk_and_cli_read_and_follow_node_logs(
     follow = cli(f"runs logs {run.name} train -f -o json")
     assert follow.exit_code == 0, follow.output
     assert len(follow.stdout.splitlines()) == len(page.lines)
+    recent = cli(f"runs logs {run.name} train --since 1h")
+    assert recent.stdout == result.stdout
+    assert cli(f"runs logs {run.name} train --since 2999-01-01T00:00:00Z").stdout == ""
+    bad = cli(f"runs logs {run.name} train --since yesterday")
+    assert bad.exit_code == 2
+    assert "--since" in bad.output
     shown = cli(f"runs get {run.name}")
     assert "last lines of its log:" in shown.stdout
     missing = cli(f"runs logs {run.name} nope")
@@ -291,7 +297,7 @@ def test_a_node_killed_by_its_timeout_keeps_what_was_flushed(run_api: Api, tmp_p
 
 
 def test_follow_shows_lines_as_the_node_writes_them(run_api: Api, tmp_path: Path) -> None:
-    """An MLP that prints its loss each iteration (about 0.1 s apart, 40 of them), followed
+    """An MLP that prints its loss each iteration (about 0.05 s apart, 60 of them), followed
     from before it starts: lines arrive in several batches while it runs, each line once, and
     the stream ends with the node."""
     rng = pd.DataFrame(
@@ -311,7 +317,7 @@ def test_follow_shows_lines_as_the_node_writes_them(run_api: Api, tmp_path: Path
             "estimator": "MLPClassifier",
             "hyperparameters": {
                 "verbose": True,
-                "max_iter": 40,
+                "max_iter": 60,
                 "tol": 0,
                 "n_iter_no_change": 1000,
                 "hidden_layer_sizes": [64],
@@ -337,9 +343,9 @@ def test_follow_shows_lines_as_the_node_writes_them(run_api: Api, tmp_path: Path
     lines = logs(run_api, f"{run.name}/nodes/train/attempts/1/logs", limit=10_000).lines
     assert len(lines) == len(offsets)
     iterations = [line for line in lines if line.text.startswith("Iteration ")]
-    assert len(iterations) == 40
+    assert len(iterations) == 60
     ended = node.end_time.ToMicroseconds() / 1e6
-    live = [n for at, n in arrivals if n and at < ended - 0.5]
+    live = [n for at, n in arrivals if n and at < ended]
     assert len(live) >= 2, (arrivals, ended)  # batches came while the node still ran
 
 

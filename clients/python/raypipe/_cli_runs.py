@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from raypipe._builder import duration
 from raypipe._cli_common import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -35,6 +37,7 @@ from raypipe._errors import RaypipeError, RunFailedError
 from raypipe._names import pipeline_id, version_name, version_number
 from raypipe._rpc import TERMINAL_STATES, state_name
 from raypipe._run_methods import last_attempt
+from raypipe._schedules import timestamp
 from raypipe.v1 import node_log_pb2, run_pb2, run_service_pb2
 
 RUN_COLORS = {
@@ -472,6 +475,21 @@ def log_line_text(line: node_log_pb2.LogLine, *, timestamps: bool = False) -> st
     return text
 
 
+def _since(value: str) -> int:
+    """``--since``: a duration ago or an RFC 3339 time, as Unix nanoseconds."""
+    try:
+        ago = duration(value)
+    except ValueError:
+        try:
+            return timestamp(value).ToNanoseconds()
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is neither a duration (10m, 1h30m) nor an RFC 3339 time",
+                param_hint="--since",
+            ) from None
+    return time.time_ns() - ago.ToNanoseconds()
+
+
 @runs.command("logs")
 @click.argument("run")
 @click.argument("node")
@@ -484,6 +502,12 @@ def log_line_text(line: node_log_pb2.LogLine, *, timestamps: bool = False) -> st
 @click.option(
     "--offset", type=click.IntRange(min=0), default=0, help="Start at this line (from 0)."
 )
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION|TIME",
+    help="Only lines written since then: a duration ago (10m, 1h30m) or an RFC 3339 time.",
+)
 @click.option("--timestamps", "-t", is_flag=True, help="Prefix each line with its time and stream.")
 @output_option
 @pass_state
@@ -494,6 +518,7 @@ def runs_logs(
     attempt: int | None,
     follow: bool,
     offset: int,
+    since: str | None,
     timestamps: bool,
     output: str | None,
 ) -> None:
@@ -504,11 +529,15 @@ def runs_logs(
     raypipe runs logs 3f2a... train --attempt 1 -t  the first, with times and streams
     raypipe runs logs 3f2a... train -f              follow it live until the node ends
     raypipe runs logs 3f2a... train -o json         one JSON object per line
+    raypipe runs logs 3f2a... train --since 10m     what it wrote in the last ten minutes
     """
     client = state.client()
     out = fmt(state, output)
+    start = _since(since) if since else None
 
     def show_line(line: node_log_pb2.LogLine) -> None:
+        if start is not None and line.time.ToNanoseconds() < start:
+            return
         if out == "table":
             click.echo(log_line_text(line, timestamps=timestamps))
         else:
