@@ -17,6 +17,7 @@ STAMP_GEN := $(TS_DIR)/src/gen/.generated
 STAMP_TS_BUILD := $(TS_DIR)/build/.built
 TS_SRC := $(shell find $(TS_DIR)/src $(TS_DIR)/test $(TS_DIR)/examples $(TS_DIR)/conformance -name '*.ts' -not -path '*/gen/*' 2>/dev/null)
 PROTO_DEPS := $(VENV)/proto-deps/google/rpc/error_details.proto
+HEALTH_PROTO := $(TS_DIR)/proto/grpc/health/v1/health.proto
 # Go in GOPATH mode against Debian's packaged modules: the repository is linked into a GOPATH
 # of its own under .venv, at the import path of clients/go's module.
 GOPATH_DIR := $(abspath $(VENV))/gopath
@@ -26,8 +27,9 @@ STAMP_GO := $(VENV)/.go-ready
 GO_BIN := $(abspath $(VENV))/gobin
 GO_SRC := $(shell find clients/go -name '*.go' 2>/dev/null)
 RAYPIPE_ADDRESS ?= localhost:50051
+RAYPIPE_HTTP_ADDRESS ?=
 
-.PHONY: install clients proto proto-release lint test run bench bench-quick clean postgres graphviz chromium conformance
+.PHONY: curl install clients proto proto-release lint test run bench bench-quick clean postgres graphviz chromium conformance
 
 install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
 
@@ -53,12 +55,24 @@ proto: $(STAMP_DEPS)
 	rm -f $(STAMP_PROTO) $(STAMP_GEN)
 	$(MAKE) $(STAMP_PROTO) $(STAMP_GEN)
 
-$(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS)
+$(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS) $(HEALTH_PROTO)
 	mkdir -p $(GEN_DIR)/raypipe/v1
 	find $(GEN_DIR)/raypipe/v1 -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -I proto \
 		--python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
 		$(PROTO_SRC)
+	# The HTTP port's Connect stubs (control_plane/http_gen), importing the messages from
+	# where they live: raypipe.v1 and grpc_health.v1.
+	rm -rf $(VENV)/connect-gen && mkdir -p $(VENV)/connect-gen
+	$(PY) -m grpc_tools.protoc -I proto -I $(TS_DIR)/proto \
+		--plugin=protoc-gen-connectrpc=$(VENV)/bin/protoc-gen-connectrpc \
+		--connectrpc_out=$(VENV)/connect-gen --connectrpc_opt=protobuf=google \
+		$(filter %_service.proto,$(PROTO_SRC)) grpc/health/v1/health.proto
+	find control_plane/http_gen -name '*_connect.py' -delete
+	for f in $(VENV)/connect-gen/raypipe/v1/*_connect.py; do \
+		sed 's/^from \.\([a-z_]*_pb2\) import/from raypipe.v1.\1 import/' $$f > control_plane/http_gen/$$(basename $$f); done
+	sed 's/^from \.health_pb2 import/from grpc_health.v1.health_pb2 import/' \
+		$(VENV)/connect-gen/grpc/health/v1/health_connect.py > control_plane/http_gen/health_connect.py
 	touch $@
 
 # The TypeScript and Go clients: their dependencies (npm ci; Debian's Go packages through apt),
@@ -97,9 +111,10 @@ $(GO_BIN)/conformance: $(STAMP_GEN) $(GO_SRC)
 	cd $(GO_PKG) && $(GO_ENV) go build -o $(GO_BIN)/ ./conformance ./examples/quickstart
 
 # The conformance scenario (tests/conformance/scenario.json) with the Python SDK, the
-# TypeScript client and the Go client against a running server: a table of steps x languages.
+# TypeScript client and the Go client against a running server: a table of steps x languages
+# (with RAYPIPE_HTTP_ADDRESS=http://host:port, the TypeScript client over Connect too).
 conformance: clients
-	$(PY) -m tests.conformance.run_all --address $(RAYPIPE_ADDRESS)
+	$(PY) -m tests.conformance.run_all --address $(RAYPIPE_ADDRESS) --http-address "$(RAYPIPE_HTTP_ADDRESS)"
 
 # ruff, mypy, the import contracts of docs/architecture.md (import-linter), buf lint and
 # breaking, TypeScript strict (tsc --noEmit) and gofmt + go vet of the clients.
@@ -131,11 +146,16 @@ postgres:
 graphviz:
 	bash scripts/ensure_graphviz.sh
 
+# curl for the test that runs docs/http.md's examples (apt-get where it can).
+curl:
+	bash scripts/ensure_debian_package.sh ensure_curl curl curl \
+		"install curl yourself (apt-get install curl): the docs/http.md test needs it"
+
 # Debian's Chromium for the tests that drive a real browser (apt-get where it can).
 chromium:
 	bash scripts/ensure_chromium.sh
 
-test: install clients postgres chromium
+test: install clients postgres chromium curl
 	RAYPIPE_TEST_POSTGRES_URL=$$(bash scripts/ensure_postgres.sh --url) \
 		$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -84,6 +84,15 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     "(docs/logs.md); 0 captures no log.",
 )
 @click.option(
+    "--http-port",
+    type=click.IntRange(min=0, max=65535),
+    default=8280,
+    show_default=True,
+    help="Port of the HTTP API: every service over the Connect protocol (docs/http.md); "
+    "0 picks a free one.",
+)
+@click.option("--no-http", is_flag=True, help="Serve no HTTP port, gRPC only.")
+@click.option(
     "--health-interval",
     type=click.FloatRange(min=0),
     default=5.0,
@@ -105,6 +114,8 @@ def serve(
     no_mlflow_tracking: bool,
     keep_outputs: str,
     log_max_bytes: int,
+    http_port: int,
+    no_http: bool,
     health_interval: float,
     log_level: str,
 ) -> None:
@@ -135,6 +146,7 @@ def serve(
                 tracking_uri=tracking_uri,
                 keep_outputs=keep_outputs.replace("-", "_"),
                 log_max_bytes=log_max_bytes,
+                http_port=None if no_http else http_port,
                 health_interval=health_interval,
             ),
             sign_in_hint=sign_in_hint(data_dir),

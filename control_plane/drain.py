@@ -59,6 +59,15 @@ class DrainGate(grpc.ServerInterceptor):  # type: ignore[misc]
                 self._changed.wait(left)
             return True
 
+    def enter(self) -> bool:
+        """Count a call of another transport (the HTTP port) in; False once draining. Each
+        call that entered must :meth:`leave`."""
+        return self._enter()
+
+    def leave(self) -> None:
+        """Count a call of another transport out."""
+        self._leave()
+
     def _enter(self) -> bool:
         with self._changed:
             if self._draining:

@@ -32,6 +32,7 @@ from raypipe.v1 import (
 )
 
 if TYPE_CHECKING:
+    from control_plane.http_api import HttpApi
     from control_plane.runs.supervisor import RunSupervisor
     from control_plane.schedules.scheduler import Scheduler
     from ray_nodes.cluster import LocalHead
@@ -74,6 +75,8 @@ class ServerConfig:
             or ``always`` (every output as its node ends); see docs/runs.md.
         log_max_bytes: The text each node attempt's log keeps, its first and last halves
             (docs/logs.md); 0 captures no log.
+        http_port: The HTTP port serving every service over the Connect protocol
+            (control_plane.http_api; docs/http.md); 0 picks a free one; None serves no HTTP.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -93,6 +96,7 @@ class ServerConfig:
     tracking_retry_for: float = 300.0
     keep_outputs: str = "on_failure"
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    http_port: int | None = None
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -122,6 +126,9 @@ class ControlPlane:
         self.registry = registry or default_registry()
         self.repository: Repository | None = None
         self.port = 0
+        self.http_port = 0
+        self._http: HttpApi | None = None
+        self._servicers: dict[str, object] = {}  # full service name -> servicer (for HTTP)
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self._stopped = threading.Event()
@@ -160,13 +167,19 @@ class ControlPlane:
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
         self.repository = repo = open_repository(cfg.database_url, exclusive=True)
-        pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
-            PipelineService(repo, self.registry), server
-        )
+        pipelines = PipelineService(repo, self.registry)
+        pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(pipelines, server)
+        self._servicers["raypipe.v1.PipelineService"] = pipelines
         if cfg.enable_runs:
             self._start_runs(server, repo)
         server.start()
         self._server = server
+        if cfg.http_port is not None:
+            from control_plane.http_api import HttpApi
+
+            self._http = HttpApi({**self._servicers, health.SERVICE_NAME: self._health}, self._gate)
+            self.http_port = self._http.start(cfg.host, cfg.http_port)
+            log.info("raypipe HTTP API (Connect) on http://%s:%d", cfg.host, self.http_port)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if cfg.health_interval > 0:
             self._health_thread = threading.Thread(
@@ -249,9 +262,9 @@ class ControlPlane:
                 log_max_bytes=cfg.log_max_bytes,
             )
         )
-        run_service_pb2_grpc.add_RunServiceServicer_to_server(
-            RunService(repo, self.supervisor), server
-        )
+        runs = RunService(repo, self.supervisor)
+        run_service_pb2_grpc.add_RunServiceServicer_to_server(runs, server)
+        self._servicers["raypipe.v1.RunService"] = runs
         self._start_scheduler(server, repo)
 
     def _start_scheduler(self, server: grpc.Server, repo: Repository) -> None:
@@ -264,9 +277,9 @@ class ControlPlane:
         schedules = ScheduleRepository.of(repo)
         self.scheduler = Scheduler(schedules, SupervisorStarter(repo, self.supervisor))
         self.scheduler.start()
-        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
-            ScheduleService(repo, schedules, self.scheduler), server
-        )
+        schedule_servicer = ScheduleService(repo, schedules, self.scheduler)
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(schedule_servicer, server)
+        self._servicers["raypipe.v1.ScheduleService"] = schedule_servicer
 
     def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         self._health.set("", status)
@@ -287,9 +300,13 @@ class ControlPlane:
             started = time.monotonic()
             if self.supervisor is not None:
                 self.supervisor.notifier.close()  # WatchRun streams end, UNAVAILABLE
+            if self._http is not None:
+                self._http.close_streams()  # the HTTP port's streams end as gRPC's do
             if not self._gate.drain(grace):
                 log.warning("%d call(s) still in flight after %.0f s", self._gate.active, grace)
             self._server.stop(max(0.0, grace - (time.monotonic() - started))).wait()
+            if self._http is not None:
+                self._http.stop()
         if self._health_thread is not None:
             self._health_thread.join(timeout=5)  # a check in progress; storage closes below
         if self.scheduler is not None:
@@ -328,6 +345,8 @@ def serve(config: ServerConfig, *, sign_in_hint: str = "") -> None:
         + (f" (Ray dashboard: {dashboard})" if dashboard else ""),
         flush=True,
     )
+    if config.http_port is not None:
+        print(f"HTTP API (Connect, JSON): http://{config.host}:{plane.http_port}", flush=True)
     if plane.local_head is not None and sign_in_hint:
         print(sign_in_hint, flush=True)
     plane.wait()

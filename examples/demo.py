@@ -60,6 +60,8 @@ def start_server() -> tuple[subprocess.Popen[str], str, str]:
             "serve",
             "--port",
             "0",
+            "--http-port",
+            "0",
             "--data-dir",
             str(ROOT / SERVER_DIR),
             "--data-root",
@@ -78,6 +80,9 @@ def start_server() -> tuple[subprocess.Popen[str], str, str]:
         raise SystemExit(f"raypipe serve did not start; see {WORK / 'server.log'}")
     address, dashboard = match.group(1), match.group(2) or ""
     print(f"control plane listening on {address}")
+    http = proc.stdout.readline().strip()  # serve's HTTP API line
+    if http.startswith("HTTP API"):
+        print(http)
     if dashboard:
         proc.stdout.readline()  # serve's sign-in hint; the demo prints its own, with paths
         print(f"Ray dashboard: {dashboard}; open it signed in while the demo runs: {SIGN_IN}")

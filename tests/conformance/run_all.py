@@ -28,11 +28,14 @@ SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
 
 
 def commands(scenario: Path) -> dict[str, list[str]]:
-    """The command of each language's runner, given the scenario file."""
+    """The command of each runner, given the scenario file. ``typescript-web`` is the
+    TypeScript runner through the browser entry point (Connect over fetch, the HTTP port)."""
+    typescript = ["node", str(TS_BUILD / "conformance" / "runner.js"), str(scenario)]
     return {
         "python": [sys.executable, "-m", "tests.conformance.runner_python", str(scenario)],
-        "typescript": ["node", str(TS_BUILD / "conformance" / "runner.js"), str(scenario)],
+        "typescript": typescript,
         "go": [str(GO_BIN / "conformance"), str(scenario)],
+        "typescript-web": typescript,
     }
 
 
@@ -65,17 +68,22 @@ def parse(language: str, returncode: int, output: str) -> Result:
 def run(
     address: str,
     *,
+    http_address: str = "",
     scenario: Path = SCENARIO,
     languages: list[str] | None = None,
     timeout: float = 600,
 ) -> list[Result]:
-    """Each language's runner against the server at ``address``, one after the other."""
+    """Each runner against the server at ``address`` (gRPC), one after the other; with
+    ``http_address`` (``http://host:port``) the browser entry point's runner too."""
     every = commands(scenario)
     results = []
-    for language in languages or list(every):
+    chosen = languages or [name for name in every if http_address or name != "typescript-web"]
+    for language in chosen:
         argv = every[language]
         env = {**os.environ, "RAYPIPE_ADDRESS": address}
-        built = {"typescript": argv[1], "go": argv[0]}.get(language)
+        if language == "typescript-web":
+            env.update(RAYPIPE_ADDRESS=http_address, RAYPIPE_TRANSPORT="web")
+        built = {"typescript": argv[1], "typescript-web": argv[1], "go": argv[0]}.get(language)
         if built is not None and not Path(built).exists():
             results.append(Result(language, 127, output=f"{built} is missing: run `make clients`"))
             continue
@@ -135,10 +143,18 @@ def table(results: list[Result], steps: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default=os.environ.get("RAYPIPE_ADDRESS") or "localhost:50051")
+    parser.add_argument(
+        "--http-address",
+        default=os.environ.get("RAYPIPE_HTTP_ADDRESS", ""),
+        help="http://host:port of the HTTP port: adds the runner through Connect (typescript-web)",
+    )
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
-    parser.add_argument("--languages", default="python,typescript,go", help="comma-separated")
+    parser.add_argument("--languages", default="", help="comma-separated; default: all")
     args = parser.parse_args()
-    results = run(args.address, scenario=args.scenario, languages=args.languages.split(","))
+    languages = [name for name in args.languages.split(",") if name] or None
+    results = run(
+        args.address, http_address=args.http_address, scenario=args.scenario, languages=languages
+    )
     print(table(results, step_ids(args.scenario)))
     return 0 if all(r.passed for r in results) else 1
 

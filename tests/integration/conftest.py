@@ -20,7 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from control_plane.server import ControlPlane, ServerConfig
-from raypipe.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc
+from raypipe.v1 import pipeline_service_pb2_grpc, run_service_pb2_grpc, schedule_service_pb2_grpc
 
 if TYPE_CHECKING:
     from ray_nodes.cluster import LocalHead
@@ -33,6 +33,7 @@ class Api:
     channel: grpc.Channel
     pipelines: pipeline_service_pb2_grpc.PipelineServiceStub
     runs: run_service_pb2_grpc.RunServiceStub
+    schedules: schedule_service_pb2_grpc.ScheduleServiceStub
 
     @classmethod
     def connect(cls, address: str) -> Api:
@@ -42,6 +43,7 @@ class Api:
             channel=channel,
             pipelines=pipeline_service_pb2_grpc.PipelineServiceStub(channel),
             runs=run_service_pb2_grpc.RunServiceStub(channel),
+            schedules=schedule_service_pb2_grpc.ScheduleServiceStub(channel),
         )
 
 
@@ -162,6 +164,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
         self.dashboard = ""
+        self.http_address = ""
         self.log = data_dir.parent / "server.log"
 
     def start(self, timeout: float = 60) -> str:
@@ -177,6 +180,7 @@ class ServerProcess:
                     "0",
                     "--data-dir",
                     str(self.data_dir),
+                    *(() if "--http-port" in self.extra else ("--http-port", "0")),
                     *self.extra,
                 ],
                 stdout=subprocess.PIPE,
@@ -194,6 +198,9 @@ class ServerProcess:
             if match:
                 self.address = f"{match.group(1)}:{match.group(2)}"
                 self.dashboard = match.group(3) or ""
+                if "--no-http" not in self.extra:  # serve prints its HTTP API's URL next
+                    http = re.search(r"(http://\S+)", self.proc.stdout.readline())
+                    self.http_address = http.group(1) if http else ""
                 return self.address
         raise TimeoutError("server did not start")
 

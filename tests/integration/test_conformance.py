@@ -21,23 +21,33 @@ from tests.conformance import run_all
 from tests.integration.conftest import ServerProcess
 
 LANGUAGES = ["python", "typescript", "go"]
+#: The TypeScript runner again through @raypipe/client/web: Connect over fetch, the HTTP port.
+RUNNERS = [*LANGUAGES, "typescript-web"]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, ray_head: LocalHead) -> Iterator[str]:
-    """The address of a `raypipe serve` child process (SQLite and MLflow in its data dir)."""
+def server(
+    tmp_path_factory: pytest.TempPathFactory, ray_head: LocalHead
+) -> Iterator[ServerProcess]:
+    """A `raypipe serve` child process (SQLite and MLflow in its data dir), gRPC and HTTP."""
     data = tmp_path_factory.mktemp("conformance") / "data"
-    server = ServerProcess(data, "--ray-address", ray_head.address, env=ray_head.client_env())
-    address = server.start()
-    yield address
-    server.terminate()
+    process = ServerProcess(data, "--ray-address", ray_head.address, env=ray_head.client_env())
+    process.start()
+    assert process.http_address.startswith("http://127.0.0.1:")
+    yield process
+    process.terminate()
 
 
-def test_every_client_passes_every_step(served: str) -> None:
-    results = run_all.run(served)
+@pytest.fixture(scope="module")
+def served(server: ServerProcess) -> str:
+    return server.address
+
+
+def test_every_client_passes_every_step(server: ServerProcess) -> None:
+    results = run_all.run(server.address, http_address=server.http_address)
     steps = run_all.step_ids()
     report = run_all.table(results, steps)
-    assert [r.language for r in results] == LANGUAGES
+    assert [r.language for r in results] == RUNNERS
     for result in results:
         assert result.passed, f"{result.language} failed the conformance scenario:\n{report}"
         assert result.steps == dict.fromkeys(steps, "ok"), report

@@ -1,6 +1,10 @@
 // The conformance scenario (tests/conformance/scenario.json) through @raypipe/client on Node.
 //
 //   RAYPIPE_ADDRESS=localhost:50051 node build/conformance/runner.js [scenario.json]
+//   RAYPIPE_TRANSPORT=web RAYPIPE_ADDRESS=http://localhost:8280 node build/conformance/runner.js
+//
+// The second form runs the scenario through the browser entry point (@raypipe/client/web:
+// the Connect protocol over fetch) against the server's HTTP port.
 //
 // One line per step ("ok <id>" or "FAIL <id>: <why>"), then "<N> passed, <M> failed"; exits 0
 // only when every step passed. The Python and Go runners do the same steps through theirs.
@@ -22,6 +26,7 @@ import {
   type Run,
   type WatchRunResponse,
 } from "@raypipe/client/node";
+import { createRaypipeClient as createWebClient } from "@raypipe/client/web";
 
 type Step = Record<string, any> & { id: string; action: string; expect: Record<string, any> };
 interface Scenario {
@@ -273,8 +278,11 @@ class Runner {
 async function main(): Promise<number> {
   const path = process.argv[2] ?? new URL("../../../../tests/conformance/scenario.json", import.meta.url);
   const scenario = JSON.parse(readFileSync(path, "utf8")) as Scenario;
-  const prefix = `conf-ts-${randomBytes(3).toString("hex")}`;
-  const client = createRaypipeClient();
+  const prefix = `conf-${process.env.RAYPIPE_TRANSPORT === "web" ? "web" : "ts"}-${randomBytes(3).toString("hex")}`;
+  const client =
+    process.env.RAYPIPE_TRANSPORT === "web"
+      ? createWebClient(process.env.RAYPIPE_ADDRESS ?? "http://localhost:8280")
+      : createRaypipeClient();
   const runner = new Runner(client, scenario) as unknown as Record<string, (step: Step) => Promise<void>>;
   let passed = 0;
   let failed = 0;
