@@ -34,24 +34,11 @@ from control_plane.errors import UnavailableError
 
 log = logging.getLogger("raypipe.http")
 
-#: gRPC status code -> Connect code (Connect spells CANCELLED with one L).
+#: gRPC status code -> Connect code: the same names, but Connect spells CANCELLED with one L.
 _CODES = {
-    grpc.StatusCode.CANCELLED: Code.CANCELED,
-    grpc.StatusCode.UNKNOWN: Code.UNKNOWN,
-    grpc.StatusCode.INVALID_ARGUMENT: Code.INVALID_ARGUMENT,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Code.DEADLINE_EXCEEDED,
-    grpc.StatusCode.NOT_FOUND: Code.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS: Code.ALREADY_EXISTS,
-    grpc.StatusCode.PERMISSION_DENIED: Code.PERMISSION_DENIED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.FAILED_PRECONDITION: Code.FAILED_PRECONDITION,
-    grpc.StatusCode.ABORTED: Code.ABORTED,
-    grpc.StatusCode.OUT_OF_RANGE: Code.OUT_OF_RANGE,
-    grpc.StatusCode.UNIMPLEMENTED: Code.UNIMPLEMENTED,
-    grpc.StatusCode.INTERNAL: Code.INTERNAL,
-    grpc.StatusCode.UNAVAILABLE: Code.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS: Code.DATA_LOSS,
-    grpc.StatusCode.UNAUTHENTICATED: Code.UNAUTHENTICATED,
+    code: Code.CANCELED if code is grpc.StatusCode.CANCELLED else Code[code.name]
+    for code in grpc.StatusCode
+    if code is not grpc.StatusCode.OK
 }
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 SHUTTING_DOWN = UnavailableError(
@@ -78,13 +65,12 @@ def connect_error(status: status_pb2.Status) -> ConnectError:
 
 
 class _Context:
-    """What the servicers use of ``grpc.ServicerContext``, for one Connect call."""
+    """What the servicers use of ``grpc.ServicerContext`` (``abort_with_status``, ``code``,
+    ``is_active``), for one Connect call."""
 
-    def __init__(self, request_headers: Any, closed: Callable[[], bool]) -> None:
-        self._headers = request_headers
+    def __init__(self, closed: Callable[[], bool]) -> None:
         self._closed = closed
         self._code: grpc.StatusCode | None = None
-        self._callbacks: list[Callable[[], None]] = []
 
     def abort_with_status(self, status: Any) -> None:
         # grpc_status.rpc_status.to_status gives an object whose trailing metadata holds the
@@ -95,36 +81,11 @@ class _Context:
                 raise _Aborted(connect_error(status_pb2.Status.FromString(value)))
         raise _Aborted(ConnectError(_CODES.get(status.code, Code.UNKNOWN), status.details))
 
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        self._code = code
-        raise _Aborted(ConnectError(_CODES.get(code, Code.UNKNOWN), details))
-
     def code(self) -> grpc.StatusCode | None:
         return self._code
 
     def is_active(self) -> bool:
         return not self._closed()
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        self._callbacks.append(callback)
-        return True
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        try:
-            return tuple((k.lower(), v) for k, v in self._headers.items())
-        except AttributeError:
-            return ()
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def peer(self) -> str:
-        return "http"
-
-    def done(self) -> None:
-        for callback in self._callbacks:
-            with contextlib.suppress(Exception):
-                callback()
 
 
 def _snake(name: str) -> str:
@@ -133,57 +94,41 @@ def _snake(name: str) -> str:
 
 class _Bridge:
     """A Connect service implementation over a gRPC servicer: for every method of the
-    service, a function that runs the servicer's method with a :class:`_Context`."""
+    service, a function that runs the servicer's method with a :class:`_Context`, counted in
+    and out by the drain gate."""
 
     def __init__(
-        self,
-        servicer: Any,
-        methods: Iterable[tuple[str, bool]],
-        gate: DrainGate,
-        closed: Callable[[], bool],
+        self, servicer: Any, service: Any, gate: DrainGate, closed: Callable[[], bool]
     ) -> None:
-        for name, streaming in methods:
-            grpc_method = getattr(servicer, name)
-            wrapped = (
-                self._stream(grpc_method, gate, closed)
-                if streaming
-                else self._unary(grpc_method, gate, closed)
-            )
-            setattr(self, _snake(name), wrapped)
+        self._gate = gate
+        self._closed = closed
+        for method in service.methods:
+            grpc_method = getattr(servicer, method.name)
+            wrap = self._stream if method.server_streaming else self._unary
+            setattr(self, _snake(method.name), wrap(grpc_method))
 
-    @staticmethod
-    def _unary(
-        method: Callable[..., Any], gate: DrainGate, closed: Callable[[], bool]
-    ) -> Callable[..., Any]:
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[_Context]:
+        if not self._gate.enter():
+            raise connect_error(SHUTTING_DOWN)
+        try:
+            yield _Context(self._closed)
+        except _Aborted as aborted:
+            raise aborted.error from None
+        finally:
+            self._gate.leave()
+
+    def _unary(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, ctx: Any) -> Any:
-            if not gate.enter():
-                raise connect_error(SHUTTING_DOWN)
-            context = _Context(ctx.request_headers, closed)
-            try:
+            with self._call() as context:
                 return method(request, context)
-            except _Aborted as aborted:
-                raise aborted.error from None
-            finally:
-                context.done()
-                gate.leave()
 
         return call
 
-    @staticmethod
-    def _stream(
-        method: Callable[..., Any], gate: DrainGate, closed: Callable[[], bool]
-    ) -> Callable[..., Any]:
+    def _stream(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, ctx: Any) -> Iterator[Any]:
-            if not gate.enter():
-                raise connect_error(SHUTTING_DOWN)
-            context = _Context(ctx.request_headers, closed)
-            try:
+            with self._call() as context:
                 yield from method(request, context)
-            except _Aborted as aborted:
-                raise aborted.error from None
-            finally:
-                context.done()
-                gate.leave()
 
         return call
 
@@ -226,9 +171,8 @@ class HttpApi:
         self._closing = threading.Event()
         apps = {}
         for name, servicer in servicers.items():
-            application, descriptor = http_gen.application(name)
-            methods = [(m.name, m.server_streaming) for m in descriptor.methods]
-            apps[name] = application(_Bridge(servicer, methods, gate, self._closing.is_set))
+            application, service = http_gen.application(name)
+            apps[name] = application(_Bridge(servicer, service, gate, self._closing.is_set))
         self._app = _Router(apps)
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None

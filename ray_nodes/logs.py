@@ -95,13 +95,18 @@ class LogPage:
     end: LogEnd | None
 
 
-def _record(t: float, stream: str, text: str, level: str = "", logger: str = "") -> dict[str, Any]:
-    record: dict[str, Any] = {"t": round(t, 6), "s": stream, "m": text}
-    if level:
-        record["l"] = level
+def _prefix(t: float, stream: str) -> str:
+    """The start of a line's JSON record, up to its text (shared by a batch of lines)."""
+    return f'{{"t": {round(t, 6)!r}, "s": "{stream}", "m": '
+
+
+def _encode(prefix: str, text: str, level: str = "", logger: str = "") -> str:
+    """One line's record, as ``json.dumps`` of ``{"t", "s", "m"[, "l", "n"]}`` gives it,
+    formatted by hand: this is the capture's hot path."""
+    extra = f', "l": {_dumps(level)}' if level else ""
     if logger:
-        record["n"] = logger
-    return record
+        extra += f', "n": {_dumps(logger)}'
+    return f"{prefix}{_dumps(text)}{extra}}}"
 
 
 class LogWriter:
@@ -137,20 +142,19 @@ class LogWriter:
         self, stream: str, text: str, *, level: str = "", logger: str = "", t: float | None = None
     ) -> None:
         """Add a line (a longer text is split at its newlines and at MAX_LINE_CHARS)."""
-        when = time.time() if t is None else t
+        prefix = _prefix(time.time() if t is None else t, stream)
         for part in _split(text):
-            self._add(json.dumps(_record(when, stream, part, level, logger), ensure_ascii=False))
+            self._add(_encode(prefix, part, level, logger))
 
     def write_lines(self, stream: str, lines: list[str], t: float) -> None:
-        """Add lines that hold no newline, all at time ``t`` (the capture's hot path: the
-        record is formatted by hand, as json.dumps of the dict would give it)."""
-        prefix = f'{{"t": {round(t, 6)!r}, "s": "{stream}", "m": '
+        """Add lines that hold no newline, all at time ``t``."""
+        prefix = _prefix(t, stream)
         for line in lines:
             if len(line) > MAX_LINE_CHARS or "\r" in line:
                 for part in _split(line):
-                    self._add(prefix + _dumps(part) + "}")
+                    self._add(_encode(prefix, part))
             else:
-                self._add(prefix + _dumps(line) + "}")
+                self._add(_encode(prefix, line))
 
     def _add(self, encoded: str) -> None:
         size = len(encoded.encode()) + 1
@@ -214,7 +218,7 @@ class LogWriter:
                     f"[raypipe] {self._cut_lines} lines ({self._cut_bytes} bytes) cut here: the "
                     f"log keeps its first and last {self._head_budget} bytes"
                 )
-                lines.append(json.dumps(_record(time.time(), "raypipe", note)))
+                lines.append(_encode(_prefix(time.time(), "raypipe"), note))
             lines += [encoded for encoded, _ in self._tail]
             chunks = list(self._chunks)
             end = LogEnd(len(lines), self._cut_lines, self._cut_bytes, time.time())

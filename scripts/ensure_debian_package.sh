@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install a Debian package when its command is missing, as root or through password-less sudo;
 # elsewhere (no apt-get, no root) print how to install it and exit 0, so that only the feature
-# that needs it is affected. Idempotent. Used by ensure_graphviz.sh and ensure_chromium.sh.
+# that needs it is affected. Idempotent. Used by ensure_graphviz.sh and ensure_chromium.sh;
+# the installing is apt_install.sh's.
 #
 #   bash scripts/ensure_debian_package.sh NAME COMMAND PACKAGE HINT
 #
@@ -15,23 +16,13 @@ log() { echo "$name: $*" >&2; }
 if command -v "$command" >/dev/null 2>&1; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  log "no apt-get here; $hint"
-  exit 0
-fi
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  as_root=(sudo -n)
-else
-  log "need root (or password-less sudo) to apt-get install $package; $hint"
-  exit 0
-fi
-
 log "installing $package (apt-get install -y $package)"
-export DEBIAN_FRONTEND=noninteractive
-if ! "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$package" >/dev/null; then
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" apt-get install -y -qq "$package" >/dev/null
+status=0
+bash "$(dirname "$0")/apt_install.sh" "$package" || status=$?
+if ((status == 2)); then
+  log "cannot install $package here; $hint"
+  exit 0
+elif ((status)); then
+  exit "$status"
 fi
 command -v "$command" >/dev/null 2>&1 || { log "$package installed but no $command on PATH"; exit 1; }

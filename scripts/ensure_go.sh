@@ -26,25 +26,13 @@ for package in "${packages[@]}"; do
 done
 
 if ((${#missing[@]})); then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    log "no apt-get here; install Go 1.19+ and these Debian packages' equivalents: ${missing[*]}"
-    exit 1
-  fi
-  if [[ $(id -u) -eq 0 ]]; then
-    as_root=()
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-  else
-    log "need root (or password-less sudo) to apt-get install ${missing[*]}"
-    exit 1
-  fi
   log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt=("${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 -y -qq)
-  if ! "${apt[@]}" install "${missing[@]}" >/dev/null; then
-    "${apt[@]}" update
-    "${apt[@]}" install "${missing[@]}" >/dev/null
+  status=0
+  bash "$(dirname "$0")/apt_install.sh" "${missing[@]}" || status=$?
+  if ((status == 2)); then
+    log "install Go 1.19+ and these Debian packages' equivalents yourself: ${missing[*]}"
   fi
+  ((status == 0)) || exit 1
 fi
 
 for command in go protoc-gen-go protoc-gen-go-grpc; do

@@ -7,36 +7,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: Full service name -> (generated Connect module, its WSGI application class, the pb2 module).
-SERVICES = {
-    "raypipe.v1.PipelineService": (
-        "pipeline_service_connect",
-        "PipelineServiceWSGIApplication",
-        "raypipe.v1.pipeline_service_pb2",
-    ),
-    "raypipe.v1.RunService": (
-        "run_service_connect",
-        "RunServiceWSGIApplication",
-        "raypipe.v1.run_service_pb2",
-    ),
-    "raypipe.v1.ScheduleService": (
-        "schedule_service_connect",
-        "ScheduleServiceWSGIApplication",
-        "raypipe.v1.schedule_service_pb2",
-    ),
-    "grpc.health.v1.Health": (
-        "health_connect",
-        "HealthWSGIApplication",
-        "grpc_health.v1.health_pb2",
-    ),
+#: Full service name -> the module of its generated messages; the Connect module and its WSGI
+#: application are named after the service (``run_service_connect.RunServiceWSGIApplication``).
+MESSAGES = {
+    "raypipe.v1.PipelineService": "raypipe.v1.pipeline_service_pb2",
+    "raypipe.v1.RunService": "raypipe.v1.run_service_pb2",
+    "raypipe.v1.ScheduleService": "raypipe.v1.schedule_service_pb2",
+    "grpc.health.v1.Health": "grpc_health.v1.health_pb2",
 }
 
 
 def application(service: str) -> tuple[Any, Any]:
     """The WSGI application class of a service and the service's descriptor."""
-    module_name, app_name, pb2_name = SERVICES[service]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    descriptor = importlib.import_module(pb2_name).DESCRIPTOR.services_by_name[
-        service.rsplit(".", 1)[1]
-    ]
-    return getattr(module, app_name), descriptor
+    messages = importlib.import_module(MESSAGES[service])
+    short = service.rsplit(".", 1)[1]
+    module = importlib.import_module(
+        f"{__name__}.{messages.__name__.rsplit('.', 1)[1][:-4]}_connect"
+    )
+    return getattr(module, f"{short}WSGIApplication"), messages.DESCRIPTOR.services_by_name[short]

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
@@ -98,19 +99,20 @@ class NodeLogs:
 
     def page(self, name: str, offset: int, limit: int) -> tuple[LogPage, bool]:
         """Lines of the attempt from ``offset``, and whether the log is complete there."""
-        if offset < 0:
-            raise InvalidArgumentError.for_field("offset", f"must be 0 or more, not {offset}")
+        _check_offset(offset)
         if limit < 0 or limit > MAX_LIMIT:
             raise InvalidArgumentError.for_field(
                 "limit", f"must be between 0 and {MAX_LIMIT} (0 means {DEFAULT_LIMIT}), not {limit}"
             )
-        where, _ = self.resolve(name)
-        return self._read(where, offset, limit or DEFAULT_LIMIT)
+        where, node = self.resolve(name)
+        return self._read(where, node, offset, limit or DEFAULT_LIMIT)
 
-    def _read(self, where: AttemptLog, offset: int, limit: int) -> tuple[LogPage, bool]:
-        # Whether the attempt is over is read before the log: a task writes its log whole
-        # before its end is recorded, so an attempt over here has its last line written.
-        over = self._over(where)
+    def _read(
+        self, where: AttemptLog, node: run_pb2.NodeExecution | None, offset: int, limit: int
+    ) -> tuple[LogPage, bool]:
+        """A page, with ``node`` as read before it: a task writes its log whole before its
+        end is recorded, so an attempt that was over then has its last line written now."""
+        over = node is None or where.attempt < node.attempt or node.state in TERMINAL_NODE_STATES
         page = read_log(
             self._root(), where.run_id, where.node_id, where.attempt, offset=offset, limit=limit
         )
@@ -119,29 +121,20 @@ class NodeLogs:
         complete = page.complete or (over and page.end is None and len(page.lines) < limit)
         return page, complete
 
-    def _over(self, where: AttemptLog) -> bool:
-        node = next(
-            (
-                n
-                for n in self._repo.get_run(where.run_id, node_ids=[where.node_id]).nodes
-                if n.node_id == where.node_id
-            ),
-            None,
-        )
-        if node is None:
-            return True
-        return where.attempt < node.attempt or node.state in TERMINAL_NODE_STATES
+    def _node(self, where: AttemptLog) -> run_pb2.NodeExecution | None:
+        nodes = self._repo.get_run(where.run_id, node_ids=[where.node_id]).nodes
+        return next((n for n in nodes if n.node_id == where.node_id), None)
 
     def follow(
         self, name: str, offset: int, is_active: Callable[[], bool], closed: Callable[[], bool]
     ) -> Iterator[tuple[LogPage, bool]]:
         """Pages from ``offset`` until the log is complete: each one with new lines at once,
         and an empty last one if the end comes without them."""
-        if offset < 0:
-            raise InvalidArgumentError.for_field("offset", f"must be 0 or more, not {offset}")
-        where, _ = self.resolve(name)
+        _check_offset(offset)
+        where, first = self.resolve(name)
+        node: run_pb2.NodeExecution | None = first
         while is_active():
-            page, complete = self._read(where, offset, DEFAULT_LIMIT)
+            page, complete = self._read(where, node, offset, DEFAULT_LIMIT)
             if page.lines or complete:
                 yield page, complete
             if complete:
@@ -151,12 +144,28 @@ class NodeLogs:
                 if closed():
                     return
                 time.sleep(FOLLOW_POLL_S)
+            node = self._node(where)
+
+
+def _check_offset(offset: int) -> None:
+    if offset < 0:
+        raise InvalidArgumentError.for_field("offset", f"must be 0 or more, not {offset}")
+
+
+def page_fields(page: LogPage, complete: bool) -> dict[str, Any]:
+    """The fields GetNodeLogsResponse and WatchNodeLogsResponse share, for a page."""
+    return {
+        "lines": [line_message(line) for line in page.lines],
+        "next_offset": page.next_offset,
+        "complete": complete,
+        "cut_lines": page.end.cut_lines if page.end else 0,
+        "cut_bytes": page.end.cut_bytes if page.end else 0,
+    }
 
 
 def line_message(line: LogLine) -> node_log_pb2.LogLine:
     stamp = timestamp_pb2.Timestamp()
-    seconds = int(line.time)
-    stamp.seconds, stamp.nanos = seconds, round((line.time - seconds) * 1e9) % 1_000_000_000
+    stamp.FromNanoseconds(round(line.time * 1e9))
     return node_log_pb2.LogLine(
         offset=line.offset,
         time=stamp,

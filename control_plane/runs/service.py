@@ -24,7 +24,7 @@ from control_plane.runs.events import (
     struct_of,
     touched_nodes,
 )
-from control_plane.runs.node_logs import NodeLogs, line_message
+from control_plane.runs.node_logs import NodeLogs, page_fields
 from control_plane.runs.requests import RunRequest
 from control_plane.runs.supervisor import RunSupervisor, reusable_outputs
 from control_plane.storage.repository import Repository, RunFilter
@@ -217,14 +217,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         self, request: pb.GetNodeLogsRequest, context: grpc.ServicerContext
     ) -> pb.GetNodeLogsResponse:
         page, complete = self._logs.page(request.name, request.offset, request.limit)
-        end = page.end
-        return pb.GetNodeLogsResponse(
-            lines=[line_message(line) for line in page.lines],
-            next_offset=page.next_offset,
-            complete=complete,
-            cut_lines=end.cut_lines if end else 0,
-            cut_bytes=end.cut_bytes if end else 0,
-        )
+        return pb.GetNodeLogsResponse(**page_fields(page, complete))
 
     @streaming
     def WatchNodeLogs(
@@ -235,14 +228,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         for page, complete in self._logs.follow(
             request.name, request.offset, context.is_active, lambda: notifier.closed
         ):
-            end = page.end
-            yield pb.WatchNodeLogsResponse(
-                lines=[line_message(line) for line in page.lines],
-                next_offset=page.next_offset,
-                complete=complete,
-                cut_lines=end.cut_lines if end else 0,
-                cut_bytes=end.cut_bytes if end else 0,
-            )
+            yield pb.WatchNodeLogsResponse(**page_fields(page, complete))
         if not complete and notifier.closed and context.is_active():
             raise UnavailableError(
                 "the server is shutting down; follow the log again from next_offset",

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from ray_nodes.logs import DEFAULT_FLUSH_INTERVAL_S, LogWriter
 
@@ -189,7 +189,9 @@ class _Capture:
                     writer.flush()
 
     # --- an attempt ------------------------------------------------------------------------
-    def start(self, writer: LogWriter) -> Any:
+    @contextlib.contextmanager
+    def attempt(self, writer: LogWriter) -> Iterator[None]:
+        """Send the process's output to ``writer`` for the block, then back where it went."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -197,46 +199,36 @@ class _Capture:
             self.writer = writer
             for fd in (1, 2):
                 os.dup2(self.pipes[fd][1], fd)
-        previous = (sys.stdout, sys.stderr)
-        sys.stdout = _LineStream(self, "stdout", sys.stdout, self.saved[1])  # type: ignore[assignment]
-        sys.stderr = _LineStream(self, "stderr", sys.stderr, self.saved[2])  # type: ignore[assignment]
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout = _LineStream(self, "stdout", stdout, self.saved[1])  # type: ignore[assignment]
+        sys.stderr = _LineStream(self, "stderr", stderr, self.saved[2])  # type: ignore[assignment]
         root = logging.getLogger()
         handler = _RecordHandler(self)
         level = root.level
         root.addHandler(handler)
         if level > logging.INFO:
             root.setLevel(logging.INFO)
-        return previous, handler, level
-
-    def stop(self, state: Any) -> None:
-        (stdout, stderr), handler, level = state
-        root = logging.getLogger()
-        root.removeHandler(handler)
-        root.setLevel(level)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        sys.stdout, sys.stderr = stdout, stderr
-        with self.lock:
-            for fd in (1, 2):
-                os.dup2(self.saved[fd], fd)
-            self.drain()  # what reached the pipes before the swap back
-            writer = self.writer
-            for fd in (1, 2):
-                if self.partial[fd] and writer is not None:
-                    writer.write_lines(
-                        self.names[fd], [self.partial[fd].decode(errors="replace")], time.time()
-                    )
-                self.partial[fd] = b""
-            self.writer = None
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            sys.stdout, sys.stderr = stdout, stderr
+            with self.lock:
+                for fd in (1, 2):
+                    os.dup2(self.saved[fd], fd)
+                self.drain()  # what reached the pipes before the swap back
+                for fd in (1, 2):
+                    if self.partial[fd]:
+                        rest = self.partial[fd].decode(errors="replace")
+                        writer.write_lines(self.names[fd], [rest], time.time())
+                    self.partial[fd] = b""
+                self.writer = None
 
 
-@contextlib.contextmanager
-def captured(writer: LogWriter) -> Iterator[None]:
+def captured(writer: LogWriter) -> contextlib.AbstractContextManager[None]:
     """Send the attempt's stdout, stderr and logging records to ``writer`` for the block."""
-    capture = _Capture.get()
-    state = capture.start(writer)
-    try:
-        yield
-    finally:
-        capture.stop(state)
+    return _Capture.get().attempt(writer)

@@ -189,8 +189,7 @@ export function createRaypipeClient(address: string, options: RaypipeClientOptio
 
   async function waitRun(run: string | Run, options: WaitRunOptions = {}): Promise<Run> {
     const name = runName(run);
-    const signals = [options.signal, options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs)];
-    const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
+    const signal = deadline(options.signal, options.timeoutMs);
     const eventTypes = options.onEvent ? [] : [RunEvent_Type.RUN_STATE_CHANGED];
     let last: Run | undefined;
     try {
@@ -290,8 +289,7 @@ export function createRaypipeClient(address: string, options: RaypipeClientOptio
   }
 
   async function ready(options: { readonly signal?: AbortSignal; readonly timeoutMs?: number } = {}): Promise<void> {
-    const signals = [options.signal, options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs)];
-    const signal = AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
+    const signal = deadline(options.signal, options.timeoutMs);
     const backoff = new Backoff();
     for (;;) {
       try {
@@ -341,6 +339,12 @@ export function createRaypipeClient(address: string, options: RaypipeClientOptio
     apply,
     ready,
   };
+}
+
+/** A signal that aborts with `signal` or once `timeoutMs` has passed, whichever comes first. */
+function deadline(signal: AbortSignal | undefined, timeoutMs: number | undefined): AbortSignal {
+  const signals = [signal, timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs)];
+  return AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
 }
 
 /** The same client, with every error a RaypipeError: unary calls and streams alike. */
