@@ -15,6 +15,9 @@ TSC := $(TS_DIR)/node_modules/.bin/tsc
 STAMP_TS_DEPS := $(TS_DIR)/node_modules/.package-lock.json
 STAMP_GEN := $(TS_DIR)/src/gen/.generated
 STAMP_TS_BUILD := $(TS_DIR)/build/.built
+# The package's own build (dist/, what the web UI imports as @raypipe/client).
+STAMP_TS_DIST := $(TS_DIR)/dist/.built
+TS_LIB_SRC := $(shell find $(TS_DIR)/src -name '*.ts' -not -path '*/gen/*' 2>/dev/null)
 TS_SRC := $(shell find $(TS_DIR)/src $(TS_DIR)/test $(TS_DIR)/examples $(TS_DIR)/conformance -name '*.ts' -not -path '*/gen/*' 2>/dev/null)
 PROTO_DEPS := $(VENV)/proto-deps/google/rpc/error_details.proto
 HEALTH_PROTO := $(TS_DIR)/proto/grpc/health/v1/health.proto
@@ -24,14 +27,23 @@ GOPATH_DIR := $(abspath $(VENV))/gopath
 GO_ENV := GO111MODULE=off GOPATH=$(GOPATH_DIR):/usr/share/gocode GOFLAGS=
 GO_PKG := $(GOPATH_DIR)/src/github.com/raypipe/raypipe/clients/go
 STAMP_GO := $(VENV)/.go-ready
+# The committed Go code (clients/go/gen) regenerated from proto/ by the root buf.gen.yaml.
+STAMP_GO_GEN := $(VENV)/.go-generated
 GO_BIN := $(abspath $(VENV))/gobin
 GO_SRC := $(shell find clients/go -name '*.go' 2>/dev/null)
+# The web UI (clients/web, React + Vite), built into clients/web/dist, which raypipe serve's
+# HTTP port serves (docs/http.md).
+WEB_DIR := clients/web
+STAMP_WEB_DEPS := $(WEB_DIR)/node_modules/.package-lock.json
+WEB_SRC := $(shell find $(WEB_DIR)/src -type f 2>/dev/null)
 RAYPIPE_ADDRESS ?= localhost:50051
 RAYPIPE_HTTP_ADDRESS ?=
 
-.PHONY: curl install clients proto proto-release lint test run bench bench-quick clean postgres graphviz chromium conformance
+.PHONY: curl install clients proto proto-release lint test run bench bench-quick clean postgres graphviz chromium conformance web
 
-install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz
+# Python, the generated code, buf, Graphviz and the web UI (with the TypeScript client it
+# imports; no Go needed).
+install: $(STAMP_DEPS) $(STAMP_PROTO) $(BUF) graphviz $(WEB_DIR)/dist/index.html
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -50,10 +62,11 @@ $(BUF): | $(PY)
 	mkdir -p $(VENV)/node
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/node @bufbuild/buf@1.75.0 >/dev/null
 
-# Every language from proto/: Python (grpcio-tools) and, through buf.gen.yaml, Go and TypeScript.
+# Every language from proto/: Python (grpcio-tools), Go (buf.gen.yaml) and TypeScript
+# (clients/typescript/buf.gen.yaml).
 proto: $(STAMP_DEPS)
-	rm -f $(STAMP_PROTO) $(STAMP_GEN)
-	$(MAKE) $(STAMP_PROTO) $(STAMP_GEN)
+	rm -f $(STAMP_PROTO) $(STAMP_GEN) $(STAMP_GO_GEN)
+	$(MAKE) $(STAMP_PROTO) $(STAMP_GEN) $(STAMP_GO_GEN)
 
 $(STAMP_PROTO): $(PROTO_SRC) $(STAMP_DEPS) $(HEALTH_PROTO)
 	mkdir -p $(GEN_DIR)/raypipe/v1
@@ -94,21 +107,42 @@ $(PROTO_DEPS): $(STAMP_DEPS)
 	mkdir -p $(dir $@)
 	cp "$$($(PY) -c 'import google.rpc.status_pb2 as m, os; print(os.path.dirname(m.__file__))')"/{status,error_details}.proto $(dir $@)
 
-$(STAMP_GEN): $(PROTO_SRC) buf.gen.yaml $(TS_DIR)/buf.gen.yaml $(TS_DIR)/proto/grpc/health/v1/health.proto \
-		$(STAMP_TS_DEPS) $(STAMP_GO) $(PROTO_DEPS) | $(BUF)
+# TypeScript: raypipe.v1, grpc.health.v1 and google.rpc (protoc-gen-es from the npm
+# dependencies; no Go).
+$(STAMP_GEN): $(PROTO_SRC) $(TS_DIR)/buf.gen.yaml $(HEALTH_PROTO) $(STAMP_TS_DEPS) $(PROTO_DEPS) | $(BUF)
 	rm -rf $(TS_DIR)/src/gen
-	find clients/go/gen -name '*.pb.go' -delete 2>/dev/null || true
-	$(BUF) generate
 	$(BUF) generate --template $(TS_DIR)/buf.gen.yaml
 	touch $@
 
-$(STAMP_TS_BUILD): $(STAMP_GEN) $(TS_SRC) $(wildcard $(TS_DIR)/tsconfig*.json)
-	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.build.json && node_modules/.bin/tsc -p tsconfig.json
+# Go: raypipe.v1 with Debian's protoc-gen-go and protoc-gen-go-grpc (committed code).
+$(STAMP_GO_GEN): $(PROTO_SRC) buf.gen.yaml $(STAMP_GO) | $(BUF)
+	find clients/go/gen -name '*.pb.go' -delete 2>/dev/null || true
+	$(BUF) generate
 	touch $@
 
-$(GO_BIN)/conformance: $(STAMP_GEN) $(GO_SRC)
+$(STAMP_TS_DIST): $(STAMP_GEN) $(TS_LIB_SRC) $(TS_DIR)/tsconfig.build.json $(TS_DIR)/tsconfig.base.json
+	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.build.json
+	touch $@
+
+$(STAMP_TS_BUILD): $(STAMP_TS_DIST) $(TS_SRC) $(wildcard $(TS_DIR)/tsconfig*.json)
+	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.json
+	touch $@
+
+$(GO_BIN)/conformance: $(STAMP_GO_GEN) $(GO_SRC)
 	mkdir -p $(GO_BIN)
 	cd $(GO_PKG) && $(GO_ENV) go build -o $(GO_BIN)/ ./conformance ./examples/quickstart
+
+# The web UI: its npm dependencies (@raypipe/client is clients/typescript, linked, so its dist/
+# first), then `vite build` (after tsc --noEmit) into clients/web/dist.
+web: $(WEB_DIR)/dist/index.html
+
+$(STAMP_WEB_DEPS): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json $(STAMP_TS_DIST)
+	npm ci --silent --no-audit --no-fund --prefix $(WEB_DIR) >/dev/null
+
+$(WEB_DIR)/dist/index.html: $(STAMP_WEB_DEPS) $(WEB_SRC) $(WEB_DIR)/index.html $(WEB_DIR)/vite.config.ts \
+		$(WEB_DIR)/tsconfig.json
+	cd $(WEB_DIR) && npm run build --silent
+	touch $@
 
 # The conformance scenario (tests/conformance/scenario.json) with the Python SDK, the
 # TypeScript client and the Go client against a running server: a table of steps x languages
@@ -117,7 +151,8 @@ conformance: clients
 	$(PY) -m tests.conformance.run_all --address $(RAYPIPE_ADDRESS) --http-address "$(RAYPIPE_HTTP_ADDRESS)"
 
 # ruff, mypy, the import contracts of docs/architecture.md (import-linter), buf lint and
-# breaking, TypeScript strict (tsc --noEmit) and gofmt + go vet of the clients.
+# breaking, TypeScript strict (tsc --noEmit) of the client and the web UI, and gofmt + go vet
+# of the Go client.
 lint: install clients
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -125,6 +160,7 @@ lint: install clients
 	$(VENV)/bin/lint-imports
 	cd proto && ../$(BUF) lint
 	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.json --noEmit
+	cd $(WEB_DIR) && node_modules/.bin/tsc -p tsconfig.json --noEmit
 	@test -z "$$(gofmt -l clients/go)" || { echo "gofmt: these need formatting:"; gofmt -l clients/go; exit 1; }
 	cd $(GO_PKG) && $(GO_ENV) go vet ./...
 	cd proto && ../$(BUF) breaking --against released.binpb
@@ -172,3 +208,4 @@ bench-quick: install
 clean:
 	rm -rf $(VENV) $(GEN_DIR)/raypipe/v1/*_pb2*.py* $(STAMP_PROTO)
 	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/src/gen $(TS_DIR)/dist $(TS_DIR)/build
+	rm -rf $(WEB_DIR)/node_modules $(WEB_DIR)/dist

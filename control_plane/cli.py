@@ -93,6 +93,14 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
 )
 @click.option("--no-http", is_flag=True, help="Serve no HTTP port, gRPC only.")
 @click.option(
+    "--ui-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="The web UI's built files, served on the HTTP port (default: the repository's "
+    "clients/web/dist, which make install builds; docs/http.md).",
+)
+@click.option(
     "--health-interval",
     type=click.FloatRange(min=0),
     default=5.0,
@@ -116,6 +124,7 @@ def serve(
     log_max_bytes: int,
     http_port: int,
     no_http: bool,
+    ui_dir: Path | None,
     health_interval: float,
     log_level: str,
 ) -> None:
@@ -147,6 +156,7 @@ def serve(
                 keep_outputs=keep_outputs.replace("-", "_"),
                 log_max_bytes=log_max_bytes,
                 http_port=None if no_http else http_port,
+                ui_dir=ui_dir.resolve() if ui_dir is not None else None,
                 health_interval=health_interval,
             ),
             sign_in_hint=sign_in_hint(data_dir),

@@ -77,6 +77,8 @@ class ServerConfig:
             (docs/logs.md); 0 captures no log.
         http_port: The HTTP port serving every service over the Connect protocol
             (control_plane.http_api; docs/http.md); 0 picks a free one; None serves no HTTP.
+        ui_dir: The web UI's built files, served on the HTTP port (control_plane.web_ui);
+            None serves the repository's ``clients/web/dist``, which ``make install`` builds.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -97,6 +99,7 @@ class ServerConfig:
     keep_outputs: str = "on_failure"
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     http_port: int | None = None
+    ui_dir: Path | None = None
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -177,7 +180,12 @@ class ControlPlane:
         if cfg.http_port is not None:
             from control_plane.http_api import HttpApi
 
-            self._http = HttpApi({**self._servicers, health.SERVICE_NAME: self._health}, self._gate)
+            self._http = HttpApi(
+                {**self._servicers, health.SERVICE_NAME: self._health},
+                self._gate,
+                ui_dir=cfg.ui_dir,
+                ui_config=self.ui_config,
+            )
             self.http_port = self._http.start(cfg.host, cfg.http_port)
             log.info("raypipe HTTP API (Connect) on http://%s:%d", cfg.host, self.http_port)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -188,6 +196,13 @@ class ControlPlane:
             self._health_thread.start()
         log.info("raypipe control plane listening on %s:%d", cfg.host, self.port)
         return self.port
+
+    def ui_config(self) -> dict[str, str]:
+        """What the web UI needs to know of this deployment (GET /ui-config.json)."""
+        dashboard = self.local_head.dashboard_url if self.local_head is not None else ""
+        if not dashboard and self.engine is not None:
+            dashboard = self.engine.dashboard_url
+        return {"rayDashboardUrl": dashboard}
 
     def _watch_storage(self) -> None:
         """The health loop: every ``health_interval`` seconds, check the database and turn
@@ -334,8 +349,9 @@ def serve(config: ServerConfig, *, sign_in_hint: str = "") -> None:
     """Run the control plane until SIGTERM or SIGINT.
 
     Prints one line once it listens (the address, and the local head's dashboard), so scripts
-    (and `make run`) can read both at once, then, for a local head, ``sign_in_hint``: how to
-    get into the dashboard and Ray's CLI.
+    (and `make run`) can read both at once; with an HTTP port, a line with its URL and one with
+    the web UI's; then, for a local head, ``sign_in_hint``: how to get into the dashboard and
+    Ray's CLI.
     """
     plane = ControlPlane(config)
     port = plane.start()
@@ -347,6 +363,7 @@ def serve(config: ServerConfig, *, sign_in_hint: str = "") -> None:
     )
     if config.http_port is not None:
         print(f"HTTP API (Connect, JSON): http://{config.host}:{plane.http_port}", flush=True)
+        print(f"Web UI: http://{config.host}:{plane.http_port}/", flush=True)
     if plane.local_head is not None and sign_in_hint:
         print(sign_in_hint, flush=True)
     plane.wait()

@@ -3,9 +3,11 @@
 Starts the control plane (`raypipe serve`: a local Ray head as its own process, SQLite under
 `.raypipe/`), writes a small real dataset (scikit-learn's bundled breast-cancer data, with a
 few missing values and duplicate rows so the cleaning step has work), applies the example
-pipelines, runs each with live progress, prints the metrics, where the model was saved and
-the Ray dashboard's URL, and shuts everything down. Running it again reuses what is there:
-`apply` only creates a new version when a pipeline file changed.
+pipelines, runs each with live progress, prints the metrics, where the model was saved, the
+Ray dashboard's URL and the web UI's, and shuts everything down. From a terminal it first
+prints each run's page in the web UI and keeps the server up until Ctrl-C, so you can look at
+them; without one (CI) it ends at once. Running it again reuses what is there: `apply` only
+creates a new version when a pipeline file changed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +52,19 @@ def write_dataset(path: Path) -> None:
     print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {path.relative_to(ROOT)}")
 
 
-def start_server() -> tuple[subprocess.Popen[str], str, str]:
-    """`raypipe serve` in a child process; returns it, its address and the dashboard URL."""
+@dataclass(frozen=True)
+class Server:
+    """The demo's `raypipe serve`: its process, gRPC address, the Ray dashboard's URL and the
+    web UI's (``http://host:port/``, on its HTTP port)."""
+
+    proc: subprocess.Popen[str]
+    address: str
+    dashboard: str
+    web_ui: str
+
+
+def start_server() -> Server:
+    """`raypipe serve` in a child process, once it listens."""
     log = open(WORK / "server.log", "a")  # noqa: SIM115 - the server writes to it until it stops
     proc = subprocess.Popen(
         [
@@ -83,13 +97,18 @@ def start_server() -> tuple[subprocess.Popen[str], str, str]:
     http = proc.stdout.readline().strip()  # serve's HTTP API line
     if http.startswith("HTTP API"):
         print(http)
+    ui = proc.stdout.readline().strip()  # serve's web UI line: Web UI: http://host:port/
+    web_ui = ui.removeprefix("Web UI: ") if ui.startswith("Web UI: ") else ""
+    if web_ui:
+        print(f"Web UI: {web_ui} (watch the runs there while the demo runs)")
     if dashboard:
         proc.stdout.readline()  # serve's sign-in hint; the demo prints its own, with paths
         print(f"Ray dashboard: {dashboard}; open it signed in while the demo runs: {SIGN_IN}")
-    return proc, address, dashboard
+    return Server(proc, address, dashboard, web_ui)
 
 
-def summarize(client: raypipe.Client, pipeline_id: str) -> bool:
+def summarize(client: raypipe.Client, pipeline_id: str) -> tuple[bool, str]:
+    """Print the pipeline's latest run; returns whether it succeeded, and its name."""
     run = next(iter(client.list_runs(pipeline=pipeline_id, page_size=1)))
     state = run_pb2.Run.State.Name(run.state).removeprefix("STATE_")
     print(f"\n{pipeline_id}: run {run.name} {state}")
@@ -111,14 +130,41 @@ def summarize(client: raypipe.Client, pipeline_id: str) -> bool:
             print(f"  {node.node_id}: {note}")
     if run.error.message:
         print(f"  error: {run.error.message}")
-    return run.state == run_pb2.Run.State.STATE_SUCCEEDED
+    return run.state == run_pb2.Run.State.STATE_SUCCEEDED, run.name
+
+
+def interactive() -> bool:
+    """Whether someone is at a terminal to look at the runs (not CI, not a pipe)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def show_in_web_ui(server: Server, runs: dict[str, str]) -> None:
+    """The web UI's URL; from a terminal, each run's page too, and the server stays up until
+    Ctrl-C (or until it stops by itself)."""
+    if not server.web_ui:
+        return
+    print(f"\nWeb UI: {server.web_ui}")
+    if not interactive():
+        return
+    for pipeline_id, run_name in runs.items():  # run_name: runs/{id}, the UI's /runs/{id}
+        print(f"  {pipeline_id}: {server.web_ui}{run_name}")
+    print(
+        "The server stays up so you can look at these runs in the web UI; press Ctrl-C to stop it.",
+        flush=True,
+    )
+    try:
+        server.proc.wait()
+    except KeyboardInterrupt:
+        print()
 
 
 def main() -> int:
     WORK.mkdir(exist_ok=True)
     write_dataset(WORK / "data" / "breast_cancer.csv")
-    proc, address, dashboard = start_server()
+    server = start_server()
+    proc, address, dashboard = server.proc, server.address, server.dashboard
     ok = True
+    runs: dict[str, str] = {}  # pipeline id -> its run's name
     try:
         with raypipe.Client(address, timeout=60) as client:
             for pipeline_id, path in PIPELINES.items():
@@ -150,13 +196,15 @@ def main() -> int:
                     cwd=ROOT,
                     env={**os.environ},
                 )
-                ok = summarize(client, pipeline_id) and ok and code == 0
+                succeeded, runs[pipeline_id] = summarize(client, pipeline_id)
+                ok = succeeded and ok and code == 0
         if dashboard:
             print(
-                f"\nThe Ray dashboard ({dashboard}) stopped with the demo. For one that stays up, "
+                f"\nThe Ray dashboard ({dashboard}) stops with the demo. For one that stays up, "
                 f"start the control plane yourself ({RAYPIPE} serve --data-dir {SERVER_DIR}), "
                 f"then {SIGN_IN} (Ray's CLI: {RAY_CLI})"
             )
+        show_in_web_ui(server, runs)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

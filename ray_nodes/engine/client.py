@@ -27,15 +27,22 @@ class RayEngine:
         self.address = address
         self.namespace = namespace
         self._supervisor: Any = None
+        #: The cluster's Ray dashboard (``http://host:port``), when this process connected and
+        #: Ray reported one; "" otherwise.
+        self.dashboard_url = ""
 
     def start(self) -> None:
         """Connect (once per process) and get or create the detached supervisor."""
         if not ray.is_initialized():
-            ray.init(
+            context = ray.init(
                 address=self.address,
                 namespace=self.namespace,
                 log_to_driver=False,
                 configure_logging=False,
+            )
+            dashboard = getattr(context, "dashboard_url", "") or ""
+            self.dashboard_url = (
+                dashboard if not dashboard or "://" in dashboard else f"http://{dashboard}"
             )
         else:
             connected = ray.get_runtime_context().gcs_address

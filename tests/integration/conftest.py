@@ -165,6 +165,7 @@ class ServerProcess:
         self.address = ""
         self.dashboard = ""
         self.http_address = ""
+        self.web_ui = ""
         self.log = data_dir.parent / "server.log"
 
     def start(self, timeout: float = 60) -> str:
@@ -201,6 +202,8 @@ class ServerProcess:
                 if "--no-http" not in self.extra:  # serve prints its HTTP API's URL next
                     http = re.search(r"(http://\S+)", self.proc.stdout.readline())
                     self.http_address = http.group(1) if http else ""
+                    ui = re.search(r"^Web UI: (http://\S+)", self.proc.stdout.readline())
+                    self.web_ui = ui.group(1) if ui else ""
                 return self.address
         raise TimeoutError("server did not start")
 
@@ -228,3 +231,11 @@ def server_process(tmp_path: Path, ray_head: LocalHead, db_url: str) -> Iterator
     if sp.proc is not None and sp.proc.poll() is None:
         sp.proc.kill()
         sp.proc.wait()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each phase's report on its test item (``item.rep_call``...), for fixtures that keep
+    evidence of a failure (the browser tests' screenshots)."""
+    outcome = yield
+    setattr(item, f"rep_{call.when}", outcome.get_result())  # type: ignore[attr-defined]
