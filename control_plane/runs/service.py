@@ -136,6 +136,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 schedule=request.schedule,
                 terms=tuple(parse_filter(request.filter)),
             ),
+            omit_nodes=request.omit_nodes,
         )
         return pb.ListRunsResponse(runs=page.items, next_page_token=page.next_page_token)
 

@@ -121,8 +121,10 @@ class RunQueries(SqlBase):
         with self._read(self._snapshot) as conn:
             return self._load_run(conn, run_id, node_ids)
 
-    def list_runs(self, *, page_size: int, page_token: str, filter: RunFilter) -> Page[run_pb2.Run]:
-        """Runs newest first, with their nodes, restricted by ``filter``."""
+    def list_runs(
+        self, *, page_size: int, page_token: str, filter: RunFilter, omit_nodes: bool = False
+    ) -> Page[run_pb2.Run]:
+        """Runs newest first, with their nodes unless ``omit_nodes``, restricted by ``filter``."""
         limit = page_limit(page_size)
         schedule = schedule_name(filter.schedule)
         digest = query_digest(
@@ -148,7 +150,7 @@ class RunQueries(SqlBase):
         query = query.order_by(runs.c.create_time.desc(), runs.c.id.desc()).limit(limit + 1)
         with self._read(self._snapshot) as conn:
             rows = conn.execute(query).all()
-            nodes = node_blobs(conn, [r.id for r in rows[:limit]])
+            nodes = {} if omit_nodes else node_blobs(conn, [r.id for r in rows[:limit]])
         return build_page(
             rows,
             limit,

@@ -157,8 +157,10 @@ class Repository(Protocol):
         ...
 
     def list_runs(
-        self, *, page_size: int, page_token: str, filter: RunFilter
-    ) -> Page[run_pb2.Run]: ...
+        self, *, page_size: int, page_token: str, filter: RunFilter, omit_nodes: bool = False
+    ) -> Page[run_pb2.Run]:
+        """Runs newest first; with ``omit_nodes``, without their node records (not read)."""
+        ...
 
     def record(
         self, run_id: str, change: RunChange, *, node_ids: Collection[str] | None = None

@@ -298,6 +298,14 @@ def test_list_runs_filters_and_pages(repo: SqlRepository) -> None:
     assert listed.items[0] == repo.get_run("d")
     rest = repo.list_runs(page_size=3, page_token=listed.next_page_token, filter=RunFilter())
     assert (run_ids(rest.items), rest.next_page_token) == (["a"], "")
+    # Without the node records: the same runs and pages, each run less its nodes.
+    bare = repo.list_runs(page_size=3, page_token="", filter=RunFilter(), omit_nodes=True)
+    assert bare.next_page_token == listed.next_page_token
+    expected = [Run(), Run(), Run()]
+    for want, run in zip(expected, listed.items, strict=True):
+        want.CopyFrom(run)
+        del want.nodes[:]
+    assert list(bare.items) == expected
     with pytest.raises(InvalidArgumentError) as caught:
         repo.list_runs(
             page_size=3, page_token=listed.next_page_token, filter=RunFilter(pipeline_id="p")

@@ -309,6 +309,7 @@ class AsyncClient(AsyncScheduleMethods):
         filter: str = "",
         page_size: int = 0,
         page_token: str = "",
+        omit_nodes: bool = False,
     ) -> AsyncPageIterator[run_pb2.Run]:
         """See :meth:`raypipe.Client.list_runs`; iterate with ``async for``."""
         request = rpc.list_runs(
@@ -318,6 +319,7 @@ class AsyncClient(AsyncScheduleMethods):
             schedule=schedule,
             filter=filter,
             page_size=page_size,
+            omit_nodes=omit_nodes,
         )
         return self._pages(self._runs.ListRuns, request, "runs", page_token)
 

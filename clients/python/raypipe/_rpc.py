@@ -220,9 +220,14 @@ def list_runs(
     schedule: str,
     filter: str,
     page_size: int,
+    omit_nodes: bool = False,
 ) -> run_service_pb2.ListRunsRequest:
     request = run_service_pb2.ListRunsRequest(
-        page_size=page_size, states=cast(Any, run_states(states)), schedule=schedule, filter=filter
+        page_size=page_size,
+        states=cast(Any, run_states(states)),
+        schedule=schedule,
+        filter=filter,
+        omit_nodes=omit_nodes,
     )
     if pipeline is not None:
         request.pipeline = pipeline_name(pipeline)

@@ -94,6 +94,7 @@ class RunMethods:
         filter: str = "",
         page_size: int = 0,
         page_token: str = "",
+        omit_nodes: bool = False,
     ) -> PageIterator[run_pb2.Run]:
         """Iterate over runs, newest first (ListRuns).
 
@@ -106,6 +107,8 @@ class RunMethods:
             filter: Label terms, as in :meth:`list_pipelines`.
             page_size: Runs per call; 0 for the server's default.
             page_token: Continue after a page obtained earlier.
+            omit_nodes: Leave out each run's node records (``Run.nodes``), for listings of
+                large runs; :meth:`get_run` has them.
         """
         request = rpc.list_runs(
             pipeline=pipeline,
@@ -114,6 +117,7 @@ class RunMethods:
             schedule=schedule,
             filter=filter,
             page_size=page_size,
+            omit_nodes=omit_nodes,
         )
         return self._pages(self._runs.ListRuns, request, "runs", page_token)
 
