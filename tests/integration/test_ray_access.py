@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,18 +25,10 @@ import pytest
 
 import raypipe
 from ray_nodes.cluster import DASHBOARD_PORT
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.integration.conftest import ServerProcess, ray_free_env
 
 RAY = str(Path(sys.executable).with_name("ray"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN_DIALOG = "Authentication Token Required"
 
 
@@ -176,16 +167,10 @@ def test_ray_env_without_a_head_says_how_to_start_one(tmp_path: Path) -> None:
     assert "raypipe serve --data-dir" in done.stderr
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    assert path is not None, "chromium is missing: `make test` installs it (ensure_chromium.sh)"
-    return path
-
-
 def test_dashboard_link_signs_a_real_browser_in(served: Served) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    chromium = _chromium()
+    chromium = chromium_path()
     command = [
         sys.executable,
         "-m",
