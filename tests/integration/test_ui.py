@@ -37,11 +37,11 @@ WAIT = 60_000  # ms: Ray on two cores, with other tests' work beside
 expect.set_options(timeout=WAIT)
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, *, full_page: bool = False) -> None:
     """A screenshot for docs/ui.md, when RAYPIPE_UI_SCREENSHOTS names where they go."""
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=full_page)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,8 @@ def test_build_a_pipeline_flag_a_bad_parameter_fix_it_and_save(
     split.click()
     field = form.get_by_label("test_size", exact=True)
     expect(field).to_have_attribute("aria-invalid", "true")
-    shot(page, "builder-invalid")
+    page.get_by_role("button", name="Auto layout").click()
+    shot(page, "builder-invalid", full_page=True)
     field.fill("0.25")
     expect(status).to_have_attribute("data-state", "valid")
     expect(status).to_contain_text("data_loader → train_test_split → model_trainer")
@@ -177,7 +178,7 @@ def test_build_a_pipeline_flag_a_bad_parameter_fix_it_and_save(
     save.get_by_label("Pipeline id").fill("points-built")
     save.get_by_role("button", name="Save").click()
     expect(page.get_by_test_id("save-result")).to_contain_text("version 1")
-    shot(page, "builder")
+    shot(page, "builder", full_page=True)
 
     version = sdk.get_pipeline_version("points-built", 1)
     nodes = {n.id: n for n in version.spec.nodes}
@@ -353,3 +354,132 @@ def test_the_run_history_pages_through_250_runs(page: Page, sdk: raypipe.Client)
     page.get_by_role("button", name=re.compile("Previous")).click()
     expect(page.get_by_text("Page 9", exact=True)).to_be_visible()
     shot(page, "runs")
+
+
+# --- node logs ------------------------------------------------------------------------------
+
+
+def test_a_running_nodes_log_tails_live_then_searches_and_downloads(
+    page: Page, sdk: raypipe.Client, data_root: Path
+) -> None:
+    """An MLP that prints its loss each iteration (60 of them): its log in the node panel grows
+    while the node runs, ends complete, filters by a search and downloads whole."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {f"x{i}": [(j * (i + 3)) % 97 / 97 for j in range(30_000)] for i in range(8)}
+    )
+    frame["target"] = (frame["x0"] > 0.5).astype(int)
+    frame.to_csv(data_root / "mlp.csv", index=False)
+    spec = {
+        "nodes": [
+            {"id": "load", "type": "data_loader", "params": {"path": str(data_root / "mlp.csv")}},
+            {
+                "id": "split",
+                "type": "train_test_split",
+                "depends_on": ["load"],
+                "params": {"target": "target", "test_size": 0.2, "random_state": 0},
+            },
+            {
+                "id": "train",
+                "type": "model_trainer",
+                "depends_on": ["split"],
+                "params": {
+                    "backend": "sklearn",
+                    "task": "classification",
+                    "estimator": "MLPClassifier",
+                    "hyperparameters": {
+                        "verbose": True,
+                        "max_iter": 60,
+                        "tol": 0,
+                        "n_iter_no_change": 1000,
+                        "hidden_layer_sizes": [64],
+                    },
+                },
+            },
+        ]
+    }
+    sdk.apply(spec, pipeline="chatty-mlp")
+    run = sdk.create_run("chatty-mlp")
+    page.goto(f"/{run.name}")
+    train = page.locator('.react-flow__node [data-node-id="train"]')
+    train.click()
+    # While the node runs, the panel's log already shows some of its lines.
+    seen_live = page.wait_for_function(
+        """() => {
+          const node = document.querySelector('.react-flow__node [data-node-id="train"]');
+          const lines = document.querySelectorAll('[data-testid="log-lines"] > div').length;
+          if (node?.dataset.state === "RUNNING" && lines > 0) return "live";
+          if (node?.dataset.state === "SUCCEEDED") return "ended";
+          return false;
+        }""",
+        polling=50,
+    ).json_value()
+    assert seen_live == "live", "no log line was shown while the node ran"
+    shot(page, "run-logs")
+    expect(train).to_have_attribute("data-state", "SUCCEEDED")
+    status = page.get_by_test_id("log-status")
+    expect(status).to_contain_text("complete")
+    page.get_by_test_id("log-search").fill("Iteration ")
+    expect(status).to_contain_text("60 matching")
+    expect(page.get_by_test_id("log-lines").locator("> div")).to_have_count(60)
+    expect(page.get_by_test_id("log-lines").locator("mark").first).to_have_text("Iteration ")
+    with page.expect_download() as download:
+        page.get_by_test_id("log-download").click()
+    text = Path(download.value.path()).read_text()
+    served = sdk.get_node_logs(run, "train", limit=10_000)
+    assert len(text.splitlines()) == len(served.lines)
+    assert sum("Iteration " in line for line in text.splitlines()) == 60
+
+
+# --- accessibility --------------------------------------------------------------------------
+
+AXE = ROOT / "clients" / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's WCAG 2 A and AA violations of serious or critical impact on the page
+    (contrast among them), one line each."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] });
+          return result.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => `${v.id} (${v.impact}): ${v.nodes.length} element(s), e.g. ${v.nodes[0].html}`);
+        }"""
+    )
+    return list(found)
+
+
+def test_every_page_passes_axe_and_the_builder_works_from_the_keyboard(
+    page: Page, sdk: raypipe.Client
+) -> None:
+    sdk.apply(noop_spec("first", "second"), pipeline="accessible")
+    run = sdk.wait_run(sdk.create_run("accessible"), timeout=120)
+    sdk.create_schedule("accessible", cron="0 6 * * *", schedule_id="accessible-daily")
+    pages = {
+        "/pipelines": "pipelines-table",
+        "/pipelines/accessible": "version-yaml",
+        "/runs": "runs-table",
+        f"/{run.name}": "run-progress",
+        "/schedules": "schedule-row-accessible-daily",
+        "/schedules/accessible-daily": "next-fire-time",
+        "/builder": "palette-item-noop",
+    }
+    problems = {}
+    for path, ready in pages.items():
+        page.goto(path)
+        expect(page.get_by_test_id(ready).first).to_be_visible()
+        if found := axe_violations(page):
+            problems[path] = found
+    assert not problems, problems
+
+    # The builder without a mouse: Add buttons put nodes on the canvas, each connected to the
+    # one selected before it.
+    page.goto("/builder")
+    for _ in range(2):
+        page.get_by_role("button", name="Add noop").focus()
+        page.keyboard.press("Enter")
+    expect(page.locator('.react-flow__node [data-node-id="noop_2"]')).to_be_visible()
+    expect(page.locator(".react-flow__edge")).to_have_count(1)

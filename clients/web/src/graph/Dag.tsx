@@ -12,7 +12,16 @@ import {
   type Node,
   type NodeProps,
 } from "@xyflow/react";
-import { memo, useMemo, useRef } from "react";
+import {
+  createContext,
+  memo,
+  useCallback,
+  useContext,
+  useLayoutEffect,
+  useMemo,
+  useRef,
+  useSyncExternalStore,
+} from "react";
 import { layout, NODE_HEIGHT, NODE_WIDTH } from "./layout";
 
 export interface DagNode {
@@ -27,15 +36,61 @@ export interface DagNode {
   readonly flagged?: boolean;
 }
 
-type DagNodeData = { node: DagNode; selected: boolean };
-type FlowNode = Node<DagNodeData, "dag">;
+/**
+ * What each drawn node shows, by id, outside React Flow's own store. React Flow re-runs a
+ * selector for every node and edge whenever its nodes change (3,000 of them for a 1,000-way
+ * fan-out, every frame of a live run); here its nodes stay the same for a graph's shape and a
+ * change of state reaches only the component of the node that changed.
+ */
+class NodeViews {
+  private views = new Map<string, { node: DagNode; selected: boolean }>();
+  private listeners = new Map<string, Set<() => void>>();
 
-const DagNodeView = memo(function DagNodeView({ data }: NodeProps<FlowNode>) {
-  const { node } = data;
+  get(id: string): { node: DagNode; selected: boolean } | undefined {
+    return this.views.get(id);
+  }
+
+  subscribe(id: string, listener: () => void): () => void {
+    let set = this.listeners.get(id);
+    if (!set) this.listeners.set(id, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Takes the current nodes; returns the ids whose view changed (to notify after commit). */
+  update(nodes: readonly DagNode[], selected: string | null | undefined): string[] {
+    const changed: string[] = [];
+    for (const node of nodes) {
+      const isSelected = node.id === selected;
+      const old = this.views.get(node.id);
+      if (old && old.node === node && old.selected === isSelected) continue;
+      this.views.set(node.id, { node, selected: isSelected });
+      changed.push(node.id);
+    }
+    return changed;
+  }
+
+  notify(ids: readonly string[]): void {
+    for (const id of ids) for (const listener of this.listeners.get(id) ?? []) listener();
+  }
+}
+
+const ViewsContext = createContext<NodeViews | null>(null);
+
+type FlowNode = Node<Record<string, never>, "dag">;
+
+const DagNodeView = memo(function DagNodeView({ id }: NodeProps<FlowNode>) {
+  const views = useContext(ViewsContext)!;
+  const view = useSyncExternalStore(
+    useCallback((listener) => views.subscribe(id, listener), [views, id]),
+    () => views.get(id),
+  );
+  if (!view) return null;
+  const { node, selected } = view;
   const state = node.state?.toLowerCase() ?? "none";
   return (
     <div
-      className={`dag-node state-${state}${data.selected ? " selected" : ""}${node.flagged ? " flagged" : ""}`}
+      className={`dag-node state-${state}${selected ? " selected" : ""}${node.flagged ? " flagged" : ""}`}
       style={{ width: NODE_WIDTH, height: NODE_HEIGHT }}
       data-node-id={node.id}
       data-state={node.state ?? ""}
@@ -53,10 +108,21 @@ const DagNodeView = memo(function DagNodeView({ data }: NodeProps<FlowNode>) {
 });
 
 const nodeTypes = { dag: DagNodeView };
+const FIT_VIEW = { maxZoom: 1, padding: 0.08 };
 
-/** The graph's shape as a string: the layout is recomputed only when this changes. */
+/** The graph's shape as a short string: the layout is recomputed only when this changes. */
 function shapeKey(nodes: readonly DagNode[]): string {
-  return nodes.map((n) => `${n.id}<${n.dependsOn.join(",")}`).join(";");
+  let hash = 0x811c9dc5; // FNV-1a over the ids and their dependencies
+  const mix = (text: string) => {
+    for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  };
+  for (const n of nodes) {
+    mix(n.id);
+    mix("<");
+    for (const d of n.dependsOn) mix(`${d},`);
+    mix(";");
+  }
+  return `${nodes.length}:${(hash >>> 0).toString(36)}`;
 }
 
 export function Dag(props: {
@@ -78,53 +144,55 @@ export function Dag(props: {
     return out;
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [shape]);
-  // One React Flow node per DagNode object, made again only when that object (or whether it
-  // is selected) changes: a live run that changes 3 of 2,000 nodes redraws those 3.
-  const cache = useRef(new Map<string, { source: DagNode; selected: boolean; flow: FlowNode }>());
-  const flowNodes = useMemo<FlowNode[]>(() => {
-    const previous = cache.current;
-    const next = new Map<string, { source: DagNode; selected: boolean; flow: FlowNode }>();
-    const out = nodes.map((n) => {
-      const isSelected = n.id === selected;
-      const old = previous.get(n.id);
-      const position = positions.get(n.id) ?? { x: 0, y: 0 };
-      const flow =
-        old && old.source === n && old.selected === isSelected && old.flow.position === position
-          ? old.flow
-          : {
-              id: n.id,
-              type: "dag" as const,
-              position,
-              data: { node: n, selected: isSelected },
-              draggable: false,
-              connectable: false,
-              ariaLabel: `node ${n.id}${n.state ? `, ${n.state}` : ""}`,
-            };
-      next.set(n.id, { source: n, selected: isSelected, flow });
-      return flow;
-    });
-    cache.current = next;
-    return out;
-  }, [nodes, positions, selected]);
+  // React Flow's nodes: one per id, fixed for the graph's shape.
+  const flowNodes = useMemo<FlowNode[]>(
+    () =>
+      nodes.map((n) => ({
+        id: n.id,
+        type: "dag" as const,
+        position: positions.get(n.id) ?? { x: 0, y: 0 },
+        data: {},
+        draggable: false,
+        connectable: false,
+        ariaLabel: `node ${n.id}`,
+      })),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [shape, positions],
+  );
+  // What they show: pushed to the changed nodes' components only, once React has committed.
+  const views = useMemo(() => new NodeViews(), []);
+  const changed = views.update(nodes, selected);
+  useLayoutEffect(() => views.notify(changed));
+  // Props of React Flow that keep their identity across renders: it copies each changed prop
+  // into its store, and every change of its store re-runs every node's and edge's selector.
+  const selectedRef = useRef(selected);
+  selectedRef.current = selected;
+  const onSelectRef = useRef(onSelect);
+  onSelectRef.current = onSelect;
+  const onNodeClick = useCallback((_: unknown, node: FlowNode) => onSelectRef.current?.(node.id), []);
+  const onSelectionChange = useCallback(({ nodes: chosen }: { nodes: FlowNode[] }) => {
+    // Keyboard selection too: a focused node selected with Enter.
+    const first = chosen[0];
+    if (first && first.id !== selectedRef.current) onSelectRef.current?.(first.id);
+  }, []);
   const large = nodes.length > 300;
   return (
     <div className="dag" style={{ height: props.height ?? 420 }} aria-label={props.label} role="figure">
+      <ViewsContext.Provider value={views}>
       <ReactFlow
+        key={shape /* a new shape is fitted to the view again */}
         nodes={flowNodes}
         edges={edges}
         nodeTypes={nodeTypes}
         fitView
+        fitViewOptions={FIT_VIEW}
         minZoom={0.02}
         maxZoom={2}
         nodesDraggable={false}
         nodesConnectable={false}
         onlyRenderVisibleElements={large}
-        onNodeClick={(_, node) => onSelect?.(node.id)}
-        onSelectionChange={({ nodes: chosen }) => {
-          // Keyboard selection too: a focused node selected with Enter.
-          const first = chosen[0];
-          if (first && first.id !== selected) onSelect?.(first.id);
-        }}
+        onNodeClick={onNodeClick}
+        onSelectionChange={onSelectionChange}
       >
         <Background gap={24} />
         <Controls showInteractive={false} />
@@ -132,6 +200,7 @@ export function Dag(props: {
           <MiniMap pannable zoomable position="top-right" style={{ width: 140, height: 90 }} />
         )}
       </ReactFlow>
+      </ViewsContext.Provider>
     </div>
   );
 }

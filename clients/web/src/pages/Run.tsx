@@ -173,6 +173,8 @@ export function RunPage() {
           {shownView === "graph" &&
             (version.error ? (
               <ErrorBanner error={version.error} title="Could not load the version's graph" />
+            ) : !version.data ? (
+              <Loading what="the graph" />
             ) : (
               <Dag
                 nodes={dagNodes}
