@@ -109,6 +109,36 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     help="How often the gRPC health service checks the database (NOT_SERVING while it does "
     "not answer); 0 checks only at start-up.",
 )
+@click.option(
+    "--auth-tokens",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Bearer tokens: a YAML file of their SHA-256 hashes with names and roles (raypipe "
+    "tokens create; docs/security.md); re-read when it changes.",
+)
+@click.option(
+    "--auth-jwks-url",
+    default="",
+    metavar="URL",
+    help="Accept JWTs signed by a key of this JWKS (an OIDC provider's jwks_uri); needs "
+    "--auth-issuer and --auth-audience.",
+)
+@click.option("--auth-issuer", default="", metavar="ISS", help="The JWTs' required iss.")
+@click.option("--auth-audience", default="", metavar="AUD", help="The JWTs' required aud.")
+@click.option(
+    "--auth-role-claim",
+    default="role",
+    show_default=True,
+    metavar="CLAIM",
+    help="The JWT claim holding the role (viewer, operator, editor, admin; or a list).",
+)
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    help="Serve a non-loopback --host without authentication (only behind something that "
+    "authenticates callers itself).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     host: str,
@@ -126,6 +156,12 @@ def serve(
     no_http: bool,
     ui_dir: Path | None,
     health_interval: float,
+    auth_tokens: Path | None,
+    auth_jwks_url: str,
+    auth_issuer: str,
+    auth_audience: str,
+    auth_role_claim: str,
+    allow_unauthenticated: bool,
     log_level: str,
 ) -> None:
     """Start the control plane and serve until SIGTERM or Ctrl-C."""
@@ -139,6 +175,9 @@ def serve(
         stream=sys.stderr,
     )
     roots = tuple(p.resolve() for p in data_roots) or (Path.cwd(),)
+    authorizer = _authorizer(
+        auth_tokens, auth_jwks_url, auth_issuer, auth_audience, auth_role_claim
+    )
     tracking_uri = ""
     if not no_mlflow_tracking:
         tracking_uri = mlflow_tracking_uri or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
@@ -158,11 +197,77 @@ def serve(
                 http_port=None if no_http else http_port,
                 ui_dir=ui_dir.resolve() if ui_dir is not None else None,
                 health_interval=health_interval,
+                auth=authorizer,
+                allow_unauthenticated=allow_unauthenticated,
             ),
             sign_in_hint=sign_in_hint(data_dir),
         )
-    except DatabaseInUseError as exc:
+    except (DatabaseInUseError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _authorizer(
+    tokens: Path | None, jwks_url: str, issuer: str, audience: str, role_claim: str
+) -> Any:
+    """The Authorizer of serve's --auth-* flags; a usage error for an incomplete JWT set-up or
+    a bad token file."""
+    from control_plane.auth import Authorizer, JwtVerifier, TokenFile
+
+    jwt = None
+    if jwks_url or issuer or audience:
+        missing = [
+            flag
+            for flag, value in (
+                ("--auth-jwks-url", jwks_url),
+                ("--auth-issuer", issuer),
+                ("--auth-audience", audience),
+            )
+            if not value
+        ]
+        if missing:
+            raise click.UsageError(f"JWT authentication needs {' and '.join(missing)} as well")
+        jwt = JwtVerifier(jwks_url, issuer=issuer, audience=audience, role_claim=role_claim)
+    try:
+        token_file = TokenFile(tokens.resolve()) if tokens is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--auth-tokens") from None
+    return Authorizer(tokens=token_file, jwt=jwt)
+
+
+@click.group()
+def tokens() -> None:
+    """Bearer tokens of a token file (raypipe serve --auth-tokens FILE)."""
+
+
+@tokens.command("create")
+@click.option("--name", required=True, help="Who the token is for; shown as the caller.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["viewer", "operator", "editor", "admin"]),
+    help="What the token may do (docs/security.md).",
+)
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The token file; created (mode 0600) if missing.",
+)
+def tokens_create(name: str, role: str, path: Path) -> None:
+    """Add a token to FILE and print it, once: only its SHA-256 is stored."""
+    from control_plane.auth import Role, append_token
+
+    try:
+        token = append_token(path, name, Role.parse(role))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+    click.echo(
+        f"# {name} ({role}) added to {path}; the token is shown only now. A running server "
+        "picks it up by itself.",
+        err=True,
+    )
 
 
 DATA_DIR_OPTION = click.option(

@@ -123,6 +123,21 @@ class AbortedError(ApiError):
     default_reason = "ABORTED"
 
 
+class UnauthenticatedError(ApiError):
+    """The call carries no credentials the server accepts (missing, malformed, expired, of
+    another issuer or audience, unknown). The message never repeats the credential."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(ApiError):
+    """The caller is known, but its role does not allow the call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
 class UnavailableError(ApiError):
     """A dependency (storage, the Ray cluster) cannot be reached right now; retry later."""
 

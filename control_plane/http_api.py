@@ -34,8 +34,9 @@ from connectrpc.errors import ConnectError, ErrorDetail
 from google.rpc import status_pb2
 from protobuf.wkt import Any as ConnectAny
 
+from control_plane.auth import Authorizer, current_principal
 from control_plane.drain import DrainGate
-from control_plane.errors import UnavailableError
+from control_plane.errors import ApiError, UnavailableError
 from control_plane.web_ui import DEFAULT_UI_DIR, StaticUi
 
 log = logging.getLogger("raypipe.http")
@@ -101,39 +102,54 @@ def _snake(name: str) -> str:
 class _Bridge:
     """A Connect service implementation over a gRPC servicer: for every method of the
     service, a function that runs the servicer's method with a :class:`_Context`, counted in
-    and out by the drain gate."""
+    and out by the drain gate and checked by the same Authorizer as gRPC's calls (the
+    ``Authorization`` header is gRPC's ``authorization`` metadata)."""
 
     def __init__(
-        self, servicer: Any, service: Any, gate: DrainGate, closed: Callable[[], bool]
+        self,
+        servicer: Any,
+        service: Any,
+        gate: DrainGate,
+        closed: Callable[[], bool],
+        authorizer: Authorizer,
     ) -> None:
         self._gate = gate
         self._closed = closed
+        self._authorizer = authorizer
         for method in service.methods:
             grpc_method = getattr(servicer, method.name)
             wrap = self._stream if method.server_streaming else self._unary
-            setattr(self, _snake(method.name), wrap(grpc_method))
+            path = f"/{service.full_name}/{method.name}"
+            setattr(self, _snake(method.name), wrap(path, grpc_method))
 
     @contextlib.contextmanager
-    def _call(self) -> Iterator[_Context]:
+    def _call(self, path: str, request: Any, ctx: Any) -> Iterator[_Context]:
         if not self._gate.enter():
             raise connect_error(SHUTTING_DOWN)
         try:
+            try:
+                principal = self._authorizer.authorize(
+                    path, ctx.request_headers.get("authorization"), request
+                )
+            except ApiError as exc:
+                raise connect_error(exc.to_status()) from None
+            current_principal.set(principal)
             yield _Context(self._closed)
         except _Aborted as aborted:
             raise aborted.error from None
         finally:
             self._gate.leave()
 
-    def _unary(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _unary(self, path: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, ctx: Any) -> Any:
-            with self._call() as context:
+            with self._call(path, request, ctx) as context:
                 return method(request, context)
 
         return call
 
-    def _stream(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _stream(self, path: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, ctx: Any) -> Iterator[Any]:
-            with self._call() as context:
+            with self._call(path, request, ctx) as context:
                 yield from method(request, context)
 
         return call
@@ -191,6 +207,7 @@ class HttpApi:
         *,
         ui_dir: Path | None = None,
         ui_config: Callable[[], dict[str, Any]] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         from control_plane import http_gen
 
@@ -198,7 +215,9 @@ class HttpApi:
         apps = {}
         for name, servicer in servicers.items():
             application, service = http_gen.application(name)
-            apps[name] = application(_Bridge(servicer, service, gate, self._closing.is_set))
+            apps[name] = application(
+                _Bridge(servicer, service, gate, self._closing.is_set, authorizer or Authorizer())
+            )
         self.ui_dir = ui_dir or DEFAULT_UI_DIR
         self._app = _Router(apps, StaticUi(self.ui_dir, ui_config))
         self._server: _ThreadingServer | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
@@ -16,6 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.auth import Authorizer
+from control_plane.auth.interceptor import AuthInterceptor
 from control_plane.drain import DrainGate
 from control_plane.pipelines.service import PipelineService
 from control_plane.storage.repository import Repository
@@ -45,6 +48,16 @@ RUN_SERVICES = (
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,10 @@ class ServerConfig:
             (control_plane.http_api; docs/http.md); 0 picks a free one; None serves no HTTP.
         ui_dir: The web UI's built files, served on the HTTP port (control_plane.web_ui);
             None serves the repository's ``clients/web/dist``, which ``make install`` builds.
+        auth: Who may call what (control_plane.auth; docs/security.md): bearer tokens and
+            JWTs checked against one table of rules. The default has no authenticator: every
+            caller may do everything, which is allowed on a loopback ``host`` only.
+        allow_unauthenticated: Serve a non-loopback ``host`` without authentication anyway.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -100,6 +117,8 @@ class ServerConfig:
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     http_port: int | None = None
     ui_dir: Path | None = None
+    auth: Authorizer = field(default_factory=Authorizer)
+    allow_unauthenticated: bool = False
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -111,6 +130,13 @@ class ServerConfig:
             raise ValueError(f"log_max_bytes must be >= 0, not {self.log_max_bytes!r}")
         if not self.health_interval >= 0:
             raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
+        if not self.auth.enabled and not self.allow_unauthenticated and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without authentication: anyone who can reach "
+                "it could run code on the Ray cluster. Add --auth-tokens FILE or --auth-jwks-url "
+                "URL (with --auth-issuer and --auth-audience), or --allow-unauthenticated if "
+                "something in front of this server authenticates its callers"
+            )
 
     @property
     def database_url(self) -> str:
@@ -152,7 +178,7 @@ class ControlPlane:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
-            interceptors=[self._gate],
+            interceptors=[self._gate, AuthInterceptor(cfg.auth)],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -185,6 +211,7 @@ class ControlPlane:
                 self._gate,
                 ui_dir=cfg.ui_dir,
                 ui_config=self.ui_config,
+                authorizer=cfg.auth,
             )
             self.http_port = self._http.start(cfg.host, cfg.http_port)
             log.info("raypipe HTTP API (Connect) on http://%s:%d", cfg.host, self.http_port)
@@ -197,12 +224,13 @@ class ControlPlane:
         log.info("raypipe control plane listening on %s:%d", cfg.host, self.port)
         return self.port
 
-    def ui_config(self) -> dict[str, str]:
-        """What the web UI needs to know of this deployment (GET /ui-config.json)."""
+    def ui_config(self) -> dict[str, str | bool]:
+        """What the web UI needs to know of this deployment (GET /ui-config.json): the Ray
+        dashboard, and whether calls need a bearer token."""
         dashboard = self.local_head.dashboard_url if self.local_head is not None else ""
         if not dashboard and self.engine is not None:
             dashboard = self.engine.dashboard_url
-        return {"rayDashboardUrl": dashboard}
+        return {"rayDashboardUrl": dashboard, "authRequired": self.config.auth.enabled}
 
     def _watch_storage(self) -> None:
         """The health loop: every ``health_interval`` seconds, check the database and turn

@@ -215,4 +215,4 @@ def test_ui_config_names_the_ray_dashboard(served: ServerProcess, ray_head: Loca
     status, headers, body = request(served.http_address, "/ui-config.json")
     assert status == 200
     assert headers["content-type"] == "application/json"
-    assert json.loads(body) == {"rayDashboardUrl": ray_head.dashboard_url}
+    assert json.loads(body) == {"rayDashboardUrl": ray_head.dashboard_url, "authRequired": False}

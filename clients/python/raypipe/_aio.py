@@ -74,12 +74,13 @@ class AsyncClient(AsyncScheduleMethods):
         timeout: float | None = 30.0,
         metadata: rpc.Metadata = (),
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         retries: int = 3,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self.metadata = rpc.normalize_metadata(metadata)
+        self.metadata = rpc.with_token(rpc.normalize_metadata(metadata), token)
         opts = rpc.channel_options(retries, options)
         if credentials is not None:
             self._channel = grpc.aio.secure_channel(address, credentials, options=opts)

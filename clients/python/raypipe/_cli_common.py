@@ -68,11 +68,12 @@ class CliState:
     address: str
     output: str
     timeout: float
+    token: str = ""
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.address, timeout=self.timeout or None)
+            self._client = Client(self.address, timeout=self.timeout or None, token=self.token)
         return self._client
 
     def close(self) -> None:

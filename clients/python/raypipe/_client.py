@@ -58,6 +58,8 @@ class Client(RunMethods, ScheduleMethods):
         metadata: gRPC metadata sent with every call, such as an authorization header.
         credentials: ``grpc.ChannelCredentials`` (``grpc.ssl_channel_credentials()``) for a
             TLS channel; None for plaintext.
+        token: A bearer token for a server with authentication (docs/security.md), sent as
+            ``authorization: Bearer TOKEN``; None reads ``RAYPIPE_TOKEN``, "" sends none.
         retries: How often a call that failed with UNAVAILABLE (server unreachable or
             restarting) is retried by gRPC, with exponential backoff; 0 disables.
         options: Extra gRPC channel options.
@@ -70,12 +72,13 @@ class Client(RunMethods, ScheduleMethods):
         timeout: float | None = 30.0,
         metadata: rpc.Metadata = (),
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         retries: int = 3,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self.metadata = rpc.normalize_metadata(metadata)
+        self.metadata = rpc.with_token(rpc.normalize_metadata(metadata), token)
         opts = rpc.channel_options(retries, options)
         if credentials is not None:
             self._channel = grpc.secure_channel(address, credentials, options=opts)

@@ -9,6 +9,7 @@ method per RPC to :class:`raypipe.Client` and :class:`raypipe.AsyncClient`
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,24 @@ OUTCOME_EVENTS = (run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED,)
 def normalize_metadata(metadata: Metadata) -> tuple[tuple[str, str], ...]:
     items = metadata.items() if isinstance(metadata, Mapping) else metadata
     return tuple((str(k).lower(), str(v)) for k, v in items)
+
+
+#: Where clients read a bearer token from when none is given.
+TOKEN_ENV = "RAYPIPE_TOKEN"
+
+
+def with_token(
+    metadata: tuple[tuple[str, str], ...], token: str | None
+) -> tuple[tuple[str, str], ...]:
+    """``metadata`` with ``authorization: Bearer TOKEN`` for ``token`` (None: the
+    RAYPIPE_TOKEN environment variable; empty: none), unless it has an authorization
+    already."""
+    if token is None:
+        token = os.environ.get(TOKEN_ENV, "")
+    token = token.strip()
+    if not token or any(k == "authorization" for k, _ in metadata):
+        return metadata
+    return (*metadata, ("authorization", f"Bearer {token}"))
 
 
 def channel_options(retries: int, extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:

@@ -46,10 +46,17 @@ DEFAULT_ADDRESS = "localhost:50051"
     show_default=True,
     help="Seconds each call to the control plane may take; 0 for no limit.",
 )
+@click.option(
+    "--token",
+    envvar="RAYPIPE_TOKEN",
+    default="",
+    show_envvar=True,
+    help="Bearer token for a server with authentication (docs/security.md).",
+)
 @click.pass_context
-def main(ctx: click.Context, address: str, output: str, timeout: float) -> None:
+def main(ctx: click.Context, address: str, output: str, timeout: float, token: str) -> None:
     """raypipe: ML pipelines on Ray with a gRPC control plane."""
-    state = CliState(address=address, output=output, timeout=timeout)
+    state = CliState(address=address, output=output, timeout=timeout, token=token)
     ctx.obj = state
     ctx.call_on_close(state.close)
 

@@ -1,9 +1,11 @@
 // The UI's frame: the navigation and one route per resource name, so every page has a link
 // of its own (/pipelines/{id}, /pipelines/{id}/versions/{n}, /runs/{id}, /schedules/{id},
 // /builder) that raypipe serve answers with this app.
-import { lazy, Suspense } from "react";
-import { NavLink, Navigate, Route, Routes } from "react-router";
+import { lazy, Suspense, useEffect, useState } from "react";
+import { NavLink, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
+import { storeToken, storedToken, UNAUTHENTICATED_EVENT } from "./auth";
 import { Loading } from "./components/common";
+import { SignInPage } from "./pages/SignIn";
 
 // One chunk per page, loaded when first opened: the run monitor does not wait for the
 // builder's code, nor the builder for the YAML diff's.
@@ -15,7 +17,45 @@ const RunsPage = lazy(() => import("./pages/Runs").then((m) => ({ default: m.Run
 const SchedulePage = lazy(() => import("./pages/Schedule").then((m) => ({ default: m.SchedulePage })));
 const SchedulesPage = lazy(() => import("./pages/Schedules").then((m) => ({ default: m.SchedulesPage })));
 
+/** A call answered UNAUTHENTICATED leads to the sign-in page, which comes back here after. */
+function useSignInOnUnauthenticated(): void {
+  const navigate = useNavigate();
+  const location = useLocation();
+  useEffect(() => {
+    const onUnauthenticated = (event: Event) => {
+      if (location.pathname === "/sign-in") return;
+      const next = `${location.pathname}${location.search}`;
+      const why = (event as CustomEvent<string>).detail ?? "";
+      navigate(`/sign-in?next=${encodeURIComponent(next)}&why=${encodeURIComponent(why)}`);
+    };
+    window.addEventListener(UNAUTHENTICATED_EVENT, onUnauthenticated);
+    return () => window.removeEventListener(UNAUTHENTICATED_EVENT, onUnauthenticated);
+  }, [navigate, location]);
+}
+
+function SignOut() {
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [signedIn, setSignedIn] = useState(storedToken() !== "");
+  useEffect(() => setSignedIn(storedToken() !== ""), [location]);
+  if (!signedIn) return null;
+  return (
+    <button
+      type="button"
+      className="sign-out"
+      onClick={() => {
+        storeToken("");
+        setSignedIn(false);
+        navigate("/sign-in");
+      }}
+    >
+      Sign out
+    </button>
+  );
+}
+
 export function App() {
+  useSignInOnUnauthenticated();
   return (
     <div className="app">
       <a className="skip-link" href="#main">
@@ -31,6 +71,8 @@ export function App() {
           <NavLink to="/schedules">Schedules</NavLink>
           <NavLink to="/builder">Builder</NavLink>
         </nav>
+        <span className="spacer" />
+        <SignOut />
       </header>
       <main id="main" tabIndex={-1}>
         <Suspense fallback={<Loading what="the page" />}>
@@ -44,6 +86,7 @@ export function App() {
           <Route path="/schedules" element={<SchedulesPage />} />
           <Route path="/schedules/:scheduleId" element={<SchedulePage />} />
           <Route path="/builder" element={<BuilderPage />} />
+          <Route path="/sign-in" element={<SignInPage />} />
           <Route path="*" element={<NotFound />} />
         </Routes>
         </Suspense>

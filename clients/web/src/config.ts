@@ -5,6 +5,8 @@ import { useEffect, useState } from "react";
 export interface UiConfig {
   /** The Ray dashboard of the cluster the server runs on; "" when it has none. */
   readonly rayDashboardUrl: string;
+  /** Calls need a bearer token (the server has --auth-tokens or --auth-jwks-url). */
+  readonly authRequired: boolean;
 }
 
 let pending: Promise<UiConfig> | null = null;
@@ -12,13 +14,13 @@ let pending: Promise<UiConfig> | null = null;
 export function loadUiConfig(): Promise<UiConfig> {
   pending ??= fetch("/ui-config.json", { headers: { Accept: "application/json" } })
     .then((r): Promise<Partial<UiConfig>> => (r.ok ? r.json() : Promise.resolve({})))
-    .then((c) => ({ rayDashboardUrl: c.rayDashboardUrl ?? "" }))
-    .catch(() => ({ rayDashboardUrl: "" }));
+    .then((c) => ({ rayDashboardUrl: c.rayDashboardUrl ?? "", authRequired: c.authRequired ?? false }))
+    .catch(() => ({ rayDashboardUrl: "", authRequired: false }));
   return pending;
 }
 
 export function useUiConfig(): UiConfig {
-  const [config, setConfig] = useState<UiConfig>({ rayDashboardUrl: "" });
+  const [config, setConfig] = useState<UiConfig>({ rayDashboardUrl: "", authRequired: false });
   useEffect(() => {
     let live = true;
     void loadUiConfig().then((c) => live && setConfig(c));

@@ -1,0 +1,87 @@
+"""The gRPC side of the authorizer: one server interceptor for every service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from control_plane.auth.authorizer import Authorizer, current_principal
+from control_plane.errors import ApiError
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return None
+
+
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Checks every call with the Authorizer before its servicer runs (the request is read
+    first, since a rule may depend on it) and makes the caller the call's
+    :data:`~control_plane.auth.authorizer.current_principal`."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        if method in self._handlers:
+            return self._handlers[method]
+        handler = continuation(handler_call_details)
+        wrapped = None if handler is None else self._wrap(method, handler)
+        self._handlers[method] = wrapped
+        return wrapped
+
+    def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> None:
+        try:
+            principal = self.authorizer.authorize(method, _authorization(context), request)
+        except ApiError as exc:
+            context.abort_with_status(rpc_status.to_status(exc.to_status()))
+        current_principal.set(principal)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        check = self._check
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                check(method, context, request)
+                return inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                check(method, context, request)
+                yield from inner_us(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                check(method, context, None)
+                return inner_su(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
+        inner_ss = handler.stream_stream
+
+        def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            check(method, context, None)
+            yield from inner_ss(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
