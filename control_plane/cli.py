@@ -134,6 +134,29 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     help="The JWT claim holding the role (viewer, operator, editor, admin; or a list).",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="TLS on both ports: the server's certificate chain (PEM); needs --tls-key. Reloaded "
+    "on SIGHUP.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="The TLS certificate's private key (PEM).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Mutual TLS: clients must present a certificate of this CA (PEM); its subject "
+    "alternative name or common name names the caller.",
+)
+@click.option(
     "--allow-unauthenticated",
     is_flag=True,
     help="Serve a non-loopback --host without authentication (only behind something that "
@@ -161,6 +184,9 @@ def serve(
     auth_issuer: str,
     auth_audience: str,
     auth_role_claim: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
     allow_unauthenticated: bool,
     log_level: str,
 ) -> None:
@@ -178,6 +204,7 @@ def serve(
     authorizer = _authorizer(
         auth_tokens, auth_jwks_url, auth_issuer, auth_audience, auth_role_claim
     )
+    tls = _tls(tls_cert, tls_key, tls_client_ca)
     tracking_uri = ""
     if not no_mlflow_tracking:
         tracking_uri = mlflow_tracking_uri or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
@@ -198,6 +225,7 @@ def serve(
                 ui_dir=ui_dir.resolve() if ui_dir is not None else None,
                 health_interval=health_interval,
                 auth=authorizer,
+                tls=tls,
                 allow_unauthenticated=allow_unauthenticated,
             ),
             sign_in_hint=sign_in_hint(data_dir),
@@ -232,6 +260,24 @@ def _authorizer(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--auth-tokens") from None
     return Authorizer(tokens=token_file, jwt=jwt)
+
+
+def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
+    """The TlsConfig of serve's --tls-* flags, or None for plaintext."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("TLS needs both --tls-cert and --tls-key")
+    from control_plane.auth.tls import TlsConfig, TlsFiles
+
+    try:
+        return TlsConfig(
+            TlsFiles(cert.resolve(), key.resolve(), client_ca.resolve() if client_ca else None)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from None
 
 
 @click.group()

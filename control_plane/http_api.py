@@ -19,6 +19,7 @@ code generator into ``control_plane/http_gen/`` (not committed).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import socketserver
@@ -35,11 +36,16 @@ from google.rpc import status_pb2
 from protobuf.wkt import Any as ConnectAny
 
 from control_plane.auth import Authorizer, current_principal
+from control_plane.auth.tls import TlsConfig, peer_identity_from_cert
 from control_plane.drain import DrainGate
 from control_plane.errors import ApiError, UnavailableError
 from control_plane.web_ui import DEFAULT_UI_DIR, StaticUi
 
 log = logging.getLogger("raypipe.http")
+
+#: The WSGI environ key of a TLS client certificate's identity, and the call's copy of it.
+PEER_KEY = "raypipe.peer"
+current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("raypipe_peer", default="")
 
 #: gRPC status code -> Connect code: the same names, but Connect spells CANCELLED with one L.
 _CODES = {
@@ -129,7 +135,7 @@ class _Bridge:
         try:
             try:
                 principal = self._authorizer.authorize(
-                    path, ctx.request_headers.get("authorization"), request
+                    path, ctx.request_headers.get("authorization"), request, current_peer.get()
                 )
             except ApiError as exc:
                 raise connect_error(exc.to_status()) from None
@@ -175,6 +181,7 @@ class _Router:
         service = path.lstrip("/").split("/", 1)[0]
         app = self._apps.get(service)
         if app is not None:
+            current_peer.set(environ.get(PEER_KEY, ""))
             return app(environ, start_response)
         if not _SERVICE_PATH.fullmatch(path):
             return self._ui(environ, start_response)
@@ -188,11 +195,30 @@ class _Router:
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: With TLS: the current material, taken up by each new connection.
+    tls: TlsConfig | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens in the connection's own thread, at its first read, so a
+            # slow or failing client never holds up the accept loop.
+            sock = self.tls.ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        return sock, address
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        if getpeercert is not None:  # TLS: the client certificate's identity, if verified
+            environ[PEER_KEY] = peer_identity_from_cert(getpeercert())
+        return environ
 
 
 class HttpApi:
@@ -208,6 +234,7 @@ class HttpApi:
         ui_dir: Path | None = None,
         ui_config: Callable[[], dict[str, Any]] | None = None,
         authorizer: Authorizer | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         from control_plane import http_gen
 
@@ -220,6 +247,7 @@ class HttpApi:
             )
         self.ui_dir = ui_dir or DEFAULT_UI_DIR
         self._app = _Router(apps, StaticUi(self.ui_dir, ui_config))
+        self._tls = tls
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -229,6 +257,7 @@ class HttpApi:
         server = make_server(
             host, port, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
         )
+        server.tls = self._tls
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.auth import Authorizer
 from control_plane.auth.interceptor import AuthInterceptor
+from control_plane.auth.tls import TlsConfig
 from control_plane.drain import DrainGate
 from control_plane.pipelines.service import PipelineService
 from control_plane.storage.repository import Repository
@@ -96,6 +97,8 @@ class ServerConfig:
             JWTs checked against one table of rules. The default has no authenticator: every
             caller may do everything, which is allowed on a loopback ``host`` only.
         allow_unauthenticated: Serve a non-loopback ``host`` without authentication anyway.
+        tls: TLS on both ports (control_plane.auth.tls), with mutual TLS when it has a client
+            CA; None serves plaintext. Reloaded on SIGHUP and when its files change.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -119,6 +122,7 @@ class ServerConfig:
     ui_dir: Path | None = None
     auth: Authorizer = field(default_factory=Authorizer)
     allow_unauthenticated: bool = False
+    tls: TlsConfig | None = None
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -130,12 +134,14 @@ class ServerConfig:
             raise ValueError(f"log_max_bytes must be >= 0, not {self.log_max_bytes!r}")
         if not self.health_interval >= 0:
             raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
-        if not self.auth.enabled and not self.allow_unauthenticated and not is_loopback(self.host):
+        authenticated = self.auth.enabled or (self.tls is not None and self.tls.mutual)
+        if not authenticated and not self.allow_unauthenticated and not is_loopback(self.host):
             raise ValueError(
                 f"refusing to listen on {self.host} without authentication: anyone who can reach "
                 "it could run code on the Ray cluster. Add --auth-tokens FILE or --auth-jwks-url "
-                "URL (with --auth-issuer and --auth-audience), or --allow-unauthenticated if "
-                "something in front of this server authenticates its callers"
+                "URL (with --auth-issuer and --auth-audience), or --tls-client-ca FILE for mutual "
+                "TLS, or --allow-unauthenticated if something in front of this server "
+                "authenticates its callers"
             )
 
     @property
@@ -192,7 +198,11 @@ class ControlPlane:
         reflection.enable_server_reflection(
             (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        if cfg.tls is not None:
+            self.port = server.add_secure_port(address, cfg.tls.grpc_credentials())
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
         self.repository = repo = open_repository(cfg.database_url, exclusive=True)
@@ -212,9 +222,10 @@ class ControlPlane:
                 ui_dir=cfg.ui_dir,
                 ui_config=self.ui_config,
                 authorizer=cfg.auth,
+                tls=cfg.tls,
             )
             self.http_port = self._http.start(cfg.host, cfg.http_port)
-            log.info("raypipe HTTP API (Connect) on http://%s:%d", cfg.host, self.http_port)
+            log.info("raypipe HTTP API (Connect) on %s", self.http_url)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if cfg.health_interval > 0:
             self._health_thread = threading.Thread(
@@ -365,11 +376,21 @@ class ControlPlane:
         log.info("raypipe control plane stopped")
         self._done.set()
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP port's base URL (https with TLS)."""
+        scheme = "https" if self.config.tls is not None else "http"
+        return f"{scheme}://{self.config.host}:{self.http_port}"
+
     def wait(self) -> None:
-        """Block until ``stop()``; SIGTERM and SIGINT call it (main thread only)."""
+        """Block until ``stop()``; SIGTERM and SIGINT call it, SIGHUP reloads the TLS files
+        (main thread only)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: threading.Thread(target=self.stop).start())
+            tls = self.config.tls
+            if tls is not None:
+                signal.signal(signal.SIGHUP, lambda *_: tls.reload(force=True))
         self._done.wait()
 
 
@@ -390,8 +411,8 @@ def serve(config: ServerConfig, *, sign_in_hint: str = "") -> None:
         flush=True,
     )
     if config.http_port is not None:
-        print(f"HTTP API (Connect, JSON): http://{config.host}:{plane.http_port}", flush=True)
-        print(f"Web UI: http://{config.host}:{plane.http_port}/", flush=True)
+        print(f"HTTP API (Connect, JSON): {plane.http_url}", flush=True)
+        print(f"Web UI: {plane.http_url}/", flush=True)
     if plane.local_head is not None and sign_in_hint:
         print(sign_in_hint, flush=True)
     plane.wait()

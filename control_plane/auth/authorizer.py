@@ -35,14 +35,23 @@ class Authorizer:
     def enabled(self) -> bool:
         return self.tokens is not None or self.jwt is not None
 
-    def authorize(self, method: str, authorization: str | None, request: object) -> Principal:
+    def authorize(
+        self, method: str, authorization: str | None, request: object, peer: str = ""
+    ) -> Principal:
         """The caller of ``method``, allowed to make this ``request``; UnauthenticatedError or
-        PermissionDeniedError otherwise."""
+        PermissionDeniedError otherwise. ``peer`` is the identity of a verified TLS client
+        certificate: with no authenticator set, mutual TLS alone names the caller (who may
+        then do everything); with one, the bearer credential decides."""
         if method in OPEN_METHODS:
             return ANONYMOUS if not self.enabled else Principal("anonymous", Role.VIEWER, "none")
         try:
             needed = required_role(method, request)
-            principal = self.authenticate(authorization) if self.enabled else ANONYMOUS
+            if self.enabled:
+                principal = self.authenticate(authorization)
+            elif peer:
+                principal = Principal(peer, Role.ADMIN, "mtls")
+            else:
+                principal = ANONYMOUS
             if principal.role < needed:
                 raise PermissionDeniedError(
                     f"{principal.name} ({principal.role.label}) may not call {method.rsplit('/', 1)[-1]}: "

@@ -9,6 +9,7 @@ import grpc
 from grpc_status import rpc_status
 
 from control_plane.auth.authorizer import Authorizer, current_principal
+from control_plane.auth.tls import peer_identity
 from control_plane.errors import ApiError
 
 
@@ -43,7 +44,8 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> None:
         try:
-            principal = self.authorizer.authorize(method, _authorization(context), request)
+            peer = peer_identity(context.auth_context() or {})
+            principal = self.authorizer.authorize(method, _authorization(context), request, peer)
         except ApiError as exc:
             context.abort_with_status(rpc_status.to_status(exc.to_status()))
         current_principal.set(principal)

@@ -200,9 +200,9 @@ class ServerProcess:
                 self.address = f"{match.group(1)}:{match.group(2)}"
                 self.dashboard = match.group(3) or ""
                 if "--no-http" not in self.extra:  # serve prints its HTTP API's URL next
-                    http = re.search(r"(http://\S+)", self.proc.stdout.readline())
+                    http = re.search(r"(https?://\S+)", self.proc.stdout.readline())
                     self.http_address = http.group(1) if http else ""
-                    ui = re.search(r"^Web UI: (http://\S+)", self.proc.stdout.readline())
+                    ui = re.search(r"^Web UI: (https?://\S+)", self.proc.stdout.readline())
                     self.web_ui = ui.group(1) if ui else ""
                 return self.address
         raise TimeoutError("server did not start")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -75,6 +76,9 @@ class AsyncClient(AsyncScheduleMethods):
         metadata: rpc.Metadata = (),
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
         retries: int = 3,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
@@ -82,6 +86,7 @@ class AsyncClient(AsyncScheduleMethods):
         self.timeout = timeout
         self.metadata = rpc.with_token(rpc.normalize_metadata(metadata), token)
         opts = rpc.channel_options(retries, options)
+        credentials = credentials or rpc.tls_credentials(tls_ca, tls_cert, tls_key)
         if credentials is not None:
             self._channel = grpc.aio.secure_channel(address, credentials, options=opts)
         else:

@@ -69,11 +69,21 @@ class CliState:
     output: str
     timeout: float
     token: str = ""
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.address, timeout=self.timeout or None, token=self.token)
+            self._client = Client(
+                self.address,
+                timeout=self.timeout or None,
+                token=self.token,
+                tls_ca=self.tls_ca,
+                tls_cert=self.tls_cert,
+                tls_key=self.tls_key,
+            )
         return self._client
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ where it adds meaning (:class:`~raypipe.Page`, :class:`~raypipe.ApplyResult`).
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -60,6 +61,11 @@ class Client(RunMethods, ScheduleMethods):
             TLS channel; None for plaintext.
         token: A bearer token for a server with authentication (docs/security.md), sent as
             ``authorization: Bearer TOKEN``; None reads ``RAYPIPE_TOKEN``, "" sends none.
+        tls_ca: TLS to a server with ``--tls-cert``: the CA bundle (PEM) its certificate
+            chains to; None reads ``RAYPIPE_TLS_CA`` (unset: plaintext, unless ``tls_cert``
+            or ``credentials`` is given). The system's roots are used when it is "system".
+        tls_cert: A client certificate (PEM) for mutual TLS; None reads ``RAYPIPE_TLS_CERT``.
+        tls_key: Its private key (PEM); None reads ``RAYPIPE_TLS_KEY``.
         retries: How often a call that failed with UNAVAILABLE (server unreachable or
             restarting) is retried by gRPC, with exponential backoff; 0 disables.
         options: Extra gRPC channel options.
@@ -73,6 +79,9 @@ class Client(RunMethods, ScheduleMethods):
         metadata: rpc.Metadata = (),
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
         retries: int = 3,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
@@ -80,6 +89,7 @@ class Client(RunMethods, ScheduleMethods):
         self.timeout = timeout
         self.metadata = rpc.with_token(rpc.normalize_metadata(metadata), token)
         opts = rpc.channel_options(retries, options)
+        credentials = credentials or rpc.tls_credentials(tls_ca, tls_cert, tls_key)
         if credentials is not None:
             self._channel = grpc.secure_channel(address, credentials, options=opts)
         else:

@@ -13,8 +13,10 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
+import grpc
 from google.protobuf import json_format, struct_pb2
 
 from raypipe._errors import RunFailedError, WaitTimeoutError
@@ -64,6 +66,32 @@ def normalize_metadata(metadata: Metadata) -> tuple[tuple[str, str], ...]:
 
 #: Where clients read a bearer token from when none is given.
 TOKEN_ENV = "RAYPIPE_TOKEN"
+#: Where clients read their TLS files from when none is given.
+TLS_ENV = ("RAYPIPE_TLS_CA", "RAYPIPE_TLS_CERT", "RAYPIPE_TLS_KEY")
+
+
+def tls_credentials(
+    ca: str | os.PathLike[str] | None,
+    cert: str | os.PathLike[str] | None,
+    key: str | os.PathLike[str] | None,
+) -> grpc.ChannelCredentials | None:
+    """TLS channel credentials from PEM files (None: the RAYPIPE_TLS_* variables); None when
+    neither a CA nor a client certificate is given (plaintext). ``ca="system"`` trusts the
+    system's roots."""
+    ca, cert, key = (
+        value if value is not None else os.environ.get(env, "") or None
+        for value, env in zip((ca, cert, key), TLS_ENV, strict=True)
+    )
+    if ca is None and cert is None:
+        return None
+    if (cert is None) != (key is None):
+        raise ValueError("a client certificate needs its key: give both tls_cert and tls_key")
+    roots = None if ca in (None, "system") else Path(ca).read_bytes()
+    return grpc.ssl_channel_credentials(
+        root_certificates=roots,
+        private_key=Path(key).read_bytes() if key is not None else None,
+        certificate_chain=Path(cert).read_bytes() if cert is not None else None,
+    )
 
 
 def with_token(

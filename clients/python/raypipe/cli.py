@@ -53,10 +53,48 @@ DEFAULT_ADDRESS = "localhost:50051"
     show_envvar=True,
     help="Bearer token for a server with authentication (docs/security.md).",
 )
+@click.option(
+    "--tls-ca",
+    envvar="RAYPIPE_TLS_CA",
+    default=None,
+    show_envvar=True,
+    help="TLS: the CA bundle (PEM) of the server's certificate, or 'system' for the system's.",
+)
+@click.option(
+    "--tls-cert",
+    envvar="RAYPIPE_TLS_CERT",
+    default=None,
+    show_envvar=True,
+    help="Mutual TLS: this client's certificate (PEM).",
+)
+@click.option(
+    "--tls-key",
+    envvar="RAYPIPE_TLS_KEY",
+    default=None,
+    show_envvar=True,
+    help="Mutual TLS: the client certificate's key (PEM).",
+)
 @click.pass_context
-def main(ctx: click.Context, address: str, output: str, timeout: float, token: str) -> None:
+def main(
+    ctx: click.Context,
+    address: str,
+    output: str,
+    timeout: float,
+    token: str,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
     """raypipe: ML pipelines on Ray with a gRPC control plane."""
-    state = CliState(address=address, output=output, timeout=timeout, token=token)
+    state = CliState(
+        address=address,
+        output=output,
+        timeout=timeout,
+        token=token,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
     ctx.obj = state
     ctx.call_on_close(state.close)
 
