@@ -157,6 +157,22 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     "alternative name or common name names the caller.",
 )
 @click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest request message either port reads; larger ones are RESOURCE_EXHAUSTED.",
+)
+@click.option(
+    "--max-streams-per-caller",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="WatchRun and WatchNodeLogs streams one caller may hold open at once; 0: no cap.",
+)
+@click.option(
     "--allow-unauthenticated",
     is_flag=True,
     help="Serve a non-loopback --host without authentication (only behind something that "
@@ -187,6 +203,8 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
+    max_request_bytes: int,
+    max_streams_per_caller: int,
     allow_unauthenticated: bool,
     log_level: str,
 ) -> None:
@@ -226,6 +244,8 @@ def serve(
                 health_interval=health_interval,
                 auth=authorizer,
                 tls=tls,
+                max_request_bytes=max_request_bytes,
+                max_streams_per_principal=max_streams_per_caller,
                 allow_unauthenticated=allow_unauthenticated,
             ),
             sign_in_hint=sign_in_hint(data_dir),

@@ -138,6 +138,13 @@ class PermissionDeniedError(ApiError):
     default_reason = "PERMISSION_DENIED"
 
 
+class ResourceExhaustedError(ApiError):
+    """A limit of the server was reached (a request's size, a caller's open streams)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 class UnavailableError(ApiError):
     """A dependency (storage, the Ray cluster) cannot be reached right now; retry later."""
 

@@ -35,7 +35,8 @@ from connectrpc.errors import ConnectError, ErrorDetail
 from google.rpc import status_pb2
 from protobuf.wkt import Any as ConnectAny
 
-from control_plane.auth import Authorizer, current_principal
+from control_plane.auth import ANONYMOUS, Authorizer, current_principal
+from control_plane.auth.limits import StreamLimiter
 from control_plane.auth.tls import TlsConfig, peer_identity_from_cert
 from control_plane.drain import DrainGate
 from control_plane.errors import ApiError, UnavailableError
@@ -118,10 +119,12 @@ class _Bridge:
         gate: DrainGate,
         closed: Callable[[], bool],
         authorizer: Authorizer,
+        streams: StreamLimiter,
     ) -> None:
         self._gate = gate
         self._closed = closed
         self._authorizer = authorizer
+        self._streams = streams
         for method in service.methods:
             grpc_method = getattr(servicer, method.name)
             wrap = self._stream if method.server_streaming else self._unary
@@ -156,7 +159,15 @@ class _Bridge:
     def _stream(self, path: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(request: Any, ctx: Any) -> Iterator[Any]:
             with self._call(path, request, ctx) as context:
-                yield from method(request, context)
+                principal = current_principal.get() or ANONYMOUS
+                try:
+                    self._streams.acquire(principal, path)
+                except ApiError as exc:
+                    raise connect_error(exc.to_status()) from None
+                try:
+                    yield from method(request, context)
+                finally:
+                    self._streams.release(principal)
 
         return call
 
@@ -235,6 +246,8 @@ class HttpApi:
         ui_config: Callable[[], dict[str, Any]] | None = None,
         authorizer: Authorizer | None = None,
         tls: TlsConfig | None = None,
+        streams: StreamLimiter | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         from control_plane import http_gen
 
@@ -242,9 +255,15 @@ class HttpApi:
         apps = {}
         for name, servicer in servicers.items():
             application, service = http_gen.application(name)
-            apps[name] = application(
-                _Bridge(servicer, service, gate, self._closing.is_set, authorizer or Authorizer())
+            bridge = _Bridge(
+                servicer,
+                service,
+                gate,
+                self._closing.is_set,
+                authorizer or Authorizer(),
+                streams or StreamLimiter(0),
             )
+            apps[name] = application(bridge, read_max_bytes=max_request_bytes)
         self.ui_dir = ui_dir or DEFAULT_UI_DIR
         self._app = _Router(apps, StaticUi(self.ui_dir, ui_config))
         self._tls = tls

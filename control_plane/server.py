@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.auth import Authorizer
 from control_plane.auth.interceptor import AuthInterceptor
+from control_plane.auth.limits import DEFAULT_STREAMS_PER_PRINCIPAL, StreamLimiter
 from control_plane.auth.tls import TlsConfig
 from control_plane.drain import DrainGate
 from control_plane.pipelines.service import PipelineService
@@ -49,6 +50,10 @@ RUN_SERVICES = (
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
+
+
+#: The largest request either port reads by default: a spec of thousands of nodes is far below.
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -99,6 +104,10 @@ class ServerConfig:
         allow_unauthenticated: Serve a non-loopback ``host`` without authentication anyway.
         tls: TLS on both ports (control_plane.auth.tls), with mutual TLS when it has a client
             CA; None serves plaintext. Reloaded on SIGHUP and when its files change.
+        max_request_bytes: The largest request message either port reads (gRPC's max receive
+            size, the Connect body limit); larger ones are RESOURCE_EXHAUSTED.
+        max_streams_per_principal: How many WatchRun and WatchNodeLogs streams one caller may
+            hold open at once (RESOURCE_EXHAUSTED, reason TOO_MANY_STREAMS, beyond); 0: no cap.
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
@@ -123,6 +132,8 @@ class ServerConfig:
     auth: Authorizer = field(default_factory=Authorizer)
     allow_unauthenticated: bool = False
     tls: TlsConfig | None = None
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_streams_per_principal: int = DEFAULT_STREAMS_PER_PRINCIPAL
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
@@ -132,6 +143,12 @@ class ServerConfig:
             )
         if self.log_max_bytes < 0:
             raise ValueError(f"log_max_bytes must be >= 0, not {self.log_max_bytes!r}")
+        if self.max_request_bytes < 1024:
+            raise ValueError(f"max_request_bytes must be >= 1024, not {self.max_request_bytes!r}")
+        if self.max_streams_per_principal < 0:
+            raise ValueError(
+                f"max_streams_per_principal must be >= 0, not {self.max_streams_per_principal!r}"
+            )
         if not self.health_interval >= 0:
             raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
         authenticated = self.auth.enabled or (self.tls is not None and self.tls.mutual)
@@ -159,6 +176,7 @@ class ControlPlane:
     def __init__(self, config: ServerConfig, *, registry: NodeRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or default_registry()
+        self._streams = StreamLimiter(config.max_streams_per_principal)
         self.repository: Repository | None = None
         self.port = 0
         self.http_port = 0
@@ -181,12 +199,13 @@ class ControlPlane:
     def start(self) -> int:
         """Open storage, connect to Ray, register the services and listen; returns the port."""
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # Its database, artifacts and the Ray head's token are this user's only.
+        cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
-            interceptors=[self._gate, AuthInterceptor(cfg.auth)],
+            interceptors=[self._gate, AuthInterceptor(cfg.auth, self._streams)],
             options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", cfg.max_request_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
@@ -223,6 +242,8 @@ class ControlPlane:
                 ui_config=self.ui_config,
                 authorizer=cfg.auth,
                 tls=cfg.tls,
+                streams=self._streams,
+                max_request_bytes=cfg.max_request_bytes,
             )
             self.http_port = self._http.start(cfg.host, cfg.http_port)
             log.info("raypipe HTTP API (Connect) on %s", self.http_url)

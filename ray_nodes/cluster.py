@@ -174,7 +174,7 @@ def ensure_local_head(
         LocalHeadError: ``ray start`` failed; the message holds the end of its log.
     """
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the head's token
     with _locked(data_dir / LOCK_FILE):
         token_path = _ensure_token(data_dir / TOKEN_FILE)
         configure_token_auth(token_path)

@@ -2,7 +2,13 @@
 token file or JWTs of an OIDC provider, four roles, and one table of who may call what,
 checked by one gRPC interceptor and by the HTTP port's adapter."""
 
-from control_plane.auth.authorizer import ANONYMOUS, Authorizer, current_principal
+from control_plane.auth.authorizer import (
+    ANONYMOUS,
+    SCHEDULER,
+    Authorizer,
+    caller_name,
+    current_principal,
+)
 from control_plane.auth.credentials import (
     JwtVerifier,
     Principal,
@@ -17,12 +23,14 @@ __all__ = [
     "ANONYMOUS",
     "OPEN_METHODS",
     "RULES",
+    "SCHEDULER",
     "Authorizer",
     "JwtVerifier",
     "Principal",
     "Role",
     "TokenFile",
     "append_token",
+    "caller_name",
     "current_principal",
     "new_token",
     "required_role",

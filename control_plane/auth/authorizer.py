@@ -17,6 +17,16 @@ current_principal: contextvars.ContextVar[Principal | None] = contextvars.Contex
     "raypipe_principal", default=None
 )
 
+#: The principal of what the scheduler starts: its runs are its own.
+SCHEDULER = "system:scheduler"
+
+
+def caller_name() -> str:
+    """The name of the call's principal, for ``creator`` fields; ``system`` outside a call."""
+    principal = current_principal.get()
+    return principal.name if principal is not None else "system"
+
+
 #: The caller when the server runs without authentication (loopback, or
 #: --allow-unauthenticated): everyone may do everything.
 ANONYMOUS = Principal("anonymous", Role.ADMIN, "none")

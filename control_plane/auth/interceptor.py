@@ -9,6 +9,8 @@ import grpc
 from grpc_status import rpc_status
 
 from control_plane.auth.authorizer import Authorizer, current_principal
+from control_plane.auth.credentials import Principal
+from control_plane.auth.limits import StreamLimiter
 from control_plane.auth.tls import peer_identity
 from control_plane.errors import ApiError
 
@@ -25,8 +27,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     first, since a rule may depend on it) and makes the caller the call's
     :data:`~control_plane.auth.authorizer.current_principal`."""
 
-    def __init__(self, authorizer: Authorizer) -> None:
+    def __init__(self, authorizer: Authorizer, streams: StreamLimiter | None = None) -> None:
         self.authorizer = authorizer
+        self.streams = streams or StreamLimiter(0)
         self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def intercept_service(
@@ -42,13 +45,14 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self._handlers[method] = wrapped
         return wrapped
 
-    def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> None:
+    def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> Principal:
         try:
             peer = peer_identity(context.auth_context() or {})
             principal = self.authorizer.authorize(method, _authorization(context), request, peer)
         except ApiError as exc:
             context.abort_with_status(rpc_status.to_status(exc.to_status()))
         current_principal.set(principal)
+        return principal
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         serializers = {
@@ -67,9 +71,18 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
+            streams = self.streams
+
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                check(method, context, request)
-                yield from inner_us(request, context)
+                principal = check(method, context, request)
+                try:
+                    streams.acquire(principal, method)
+                except ApiError as exc:
+                    context.abort_with_status(rpc_status.to_status(exc.to_status()))
+                try:
+                    yield from inner_us(request, context)
+                finally:
+                    streams.release(principal)
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
         if handler.stream_unary is not None:

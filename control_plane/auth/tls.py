@@ -82,7 +82,9 @@ class TlsConfig:
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
-        """The HTTP port's context for the next connection."""
+        """The HTTP port's context for the next connection (the files read again first if
+        they changed)."""
+        self.reload()
         assert self._context is not None
         return self._context
 

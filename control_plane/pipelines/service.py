@@ -6,6 +6,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from control_plane import names
+from control_plane.auth import caller_name
 from control_plane.errors import FieldViolation, InvalidArgumentError
 from control_plane.filtering import parse_filter
 from control_plane.pipelines.validation import validate_spec
@@ -121,6 +122,7 @@ class PipelineService(pipeline_service_pb2_grpc.PipelineServiceServicer):
             spec_digest=validated.spec_digest,
             description=version.description,
             make_default=not request.keep_default_version,
+            creator=caller_name(),
         )
         return pb.CreatePipelineVersionResponse(pipeline_version=created)
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from google.protobuf import json_format
 
+from control_plane.auth import SCHEDULER, caller_name
 from control_plane.errors import (
     FailedPreconditionError,
     FieldViolation,
@@ -269,6 +270,7 @@ class RunSupervisor:
             schedule=request.schedule,
             scheduled_time=request.scheduled_time,
             retry_of=request.retry_of,
+            creator=SCHEDULER if request.schedule else caller_name(),
         )
         undeclared = undeclared_parameters(version.spec, request.parameters)
         if undeclared and request.refuse_undeclared:

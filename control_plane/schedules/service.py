@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from control_plane import names
+from control_plane.auth import caller_name
 from control_plane.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -114,6 +115,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
             request_id=request.request_id,
             paused=s.paused,
             pause_note="created paused" if s.paused else "",
+            creator=caller_name(),
         )
         try:
             with self._schedules.transaction() as tx:
@@ -188,7 +190,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
                 restart = retimed or "max_runs" in paths
                 through = max(row.fired_through, now) if restart else row.fired_through
                 values.update(_cursor_after(timing_of(config, schedule_id), through, row))
-            tx.update(row, user_change=True, now=now, **values)
+            tx.update(row, user_change=True, now=now, updater=caller_name(), **values)
             updated = tx.reread(schedule_id)
         self._scheduler.start_jobs(jobs)
         self._scheduler.wake()
@@ -233,7 +235,7 @@ class ScheduleService(schedule_service_pb2_grpc.ScheduleServiceServicer):
                 # Fires missed while paused are dropped: fire again after now.
                 timing = timing_of(row.config, schedule_id)
                 values.update(_cursor_after(timing, max(row.fired_through, now), row))
-            tx.update(row, user_change=True, now=now, **values)
+            tx.update(row, user_change=True, now=now, updater=caller_name(), **values)
             changed = tx.reread(schedule_id)
         if paused:
             self._scheduler.start_jobs(jobs)

@@ -84,6 +84,7 @@ def version_from_row(row: Any, *, with_spec: bool) -> pipeline_pb2.PipelineVersi
         version_number=row.version_number,
         spec_digest=row.spec_digest,
         description=row.description,
+        creator=getattr(row, "creator", ""),
     )
     if with_spec:
         version.spec.MergeFromString(row.spec)
@@ -102,6 +103,7 @@ def run_from_row(row: Any, node_blobs: Iterable[bytes]) -> run_pb2.Run:
         labels=row.labels,
         schedule=row.schedule or "",
         retry_of=f"runs/{row.retry_of}" if row.retry_of else "",
+        creator=getattr(row, "creator", None) or "",
     )
     for key, value in row.parameters.items():
         json_format.ParseDict(value, run.parameters[key])
@@ -176,6 +178,7 @@ def new_run_rows(
         "update_time": now,
         "engine_cursor": 0,
         "next_event_sequence": 1,
+        "creator": new.creator,
     }
     nodes = [
         {

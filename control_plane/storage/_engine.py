@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -98,7 +99,10 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
             "use a file, such as sqlite:///path/to/raypipe.db"
         )
     if not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A new database file is this user's only; SQLite gives its -wal and -shm files the
+        # same mode.
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
     # Writers queue on the database lock anyway; the larger pool lets readers (WAL readers
     # never block) keep going while writers wait.
     engine = sa.create_engine(url, pool_size=10, max_overflow=40, pool_timeout=60)

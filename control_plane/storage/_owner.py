@@ -61,7 +61,7 @@ def claim_sqlite_file(database: Path) -> filelock.BaseFileLock:
     The lock file is the database's path with ``-raypipe.lock`` appended; it is left in
     place when released (removing it would race with a process about to lock it).
     """
-    lock = filelock.FileLock(f"{database}-raypipe.lock", thread_local=False)
+    lock = filelock.FileLock(f"{database}-raypipe.lock", thread_local=False, mode=0o600)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:

@@ -48,6 +48,8 @@ class ScheduleRow:
     update_time: datetime
     # The pipeline's default version now (joined from pipelines), for fires that follow it.
     default_version: int | None = None
+    creator: str = ""
+    updater: str = ""
 
     @property
     def name(self) -> str:
@@ -84,6 +86,8 @@ class ScheduleRow:
         out.create_time.FromDatetime(self.create_time)
         out.update_time.FromDatetime(self.update_time)
         out.etag = self.etag
+        out.creator = self.creator
+        out.updater = self.updater
         return out
 
 
@@ -101,6 +105,7 @@ class NewSchedule:
     request_id: str = ""
     paused: bool = False
     pause_note: str = ""
+    creator: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,8 @@ def schedule_from_row(row: Any) -> ScheduleRow:
         create_time=row.create_time,
         update_time=row.update_time,
         default_version=row.default_version,
+        creator=row.creator,
+        updater=row.updater,
     )
 
 

@@ -94,6 +94,10 @@ schedules = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
+    # Who made it (docs/security.md); "" for rows from before migration 0005.
+    sa.Column("creator", sa.Text, nullable=False, server_default=""),
+    # Who made the last change: create, update, pause, resume (migration 0005).
+    sa.Column("updater", sa.Text, nullable=False, server_default=""),
     sa.Index(
         "uq_schedules_request_id",
         "request_id",

@@ -64,6 +64,8 @@ class ScheduleTx:
                 revision=1,
                 create_time=new.create_time,
                 update_time=new.create_time,
+                creator=new.creator,
+                updater=new.creator,
             )
         )
         return self.lock(new.id)

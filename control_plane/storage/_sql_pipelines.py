@@ -166,6 +166,7 @@ class PipelineQueries(SqlBase):
         spec_digest: str,
         description: str,
         make_default: bool,
+        creator: str = "",
     ) -> pipeline_pb2.PipelineVersion:
         """Store the pipeline's next version, numbered without gaps or duplicates.
 
@@ -204,6 +205,7 @@ class PipelineQueries(SqlBase):
                     spec_digest=spec_digest,
                     description=description,
                     create_time=now,
+                    creator=creator,
                 )
             )
         version = pipeline_pb2.PipelineVersion(
@@ -212,6 +214,7 @@ class PipelineQueries(SqlBase):
             spec=spec,
             spec_digest=spec_digest,
             description=description,
+            creator=creator,
         )
         version.create_time.FromDatetime(now)
         return version

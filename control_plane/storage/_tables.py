@@ -116,6 +116,8 @@ pipeline_versions = sa.Table(
     sa.Column("spec_digest", sa.String(64), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
+    # Who made it (docs/security.md); "" for rows from before migration 0005.
+    sa.Column("creator", sa.Text, nullable=False, server_default=""),
 )
 
 runs = sa.Table(
@@ -145,6 +147,8 @@ runs = sa.Table(
     # TrackingInfo.SerializeToString() (the run's MLflow record), NULL until the tracker has
     # recorded something (migration 0003).
     sa.Column("tracking", sa.LargeBinary, nullable=True),
+    # Who made it (docs/security.md); "" for rows from before migration 0005.
+    sa.Column("creator", sa.Text, nullable=False, server_default=""),
     # The last engine event folded into the record; a restarted control plane resumes after it.
     sa.Column("engine_cursor", sa.BigInteger, nullable=False),
     # The sequence number the run's next event gets (events count from 1 without gaps).

@@ -89,6 +89,8 @@ class NewRun:
     retry_of: str = ""
     #: node id -> NodeExecution.cache_key, for the nodes whose CachePolicy is enabled.
     cache_keys: Mapping[str, str] = field(default_factory=dict)
+    #: Who created it (Run.creator).
+    creator: str = ""
 
 
 class Repository(Protocol):
@@ -128,6 +130,7 @@ class Repository(Protocol):
         spec_digest: str,
         description: str,
         make_default: bool,
+        creator: str = "",
     ) -> pipeline_pb2.PipelineVersion:
         """Store the next version: numbers 1, 2, 3, ... with no gap or duplicate, also under
         concurrent calls from several processes."""

@@ -100,7 +100,8 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 
 def run_tags(run: run_pb2.Run) -> dict[str, str]:
-    """The raypipe facts that identify the run: name, pipeline version, schedule, labels."""
+    """The raypipe facts that identify the run: name, pipeline version, schedule, creator,
+    labels."""
     tags = {
         "raypipe.run": run.name,
         "raypipe.run_display_name": run.display_name,
@@ -113,6 +114,8 @@ def run_tags(run: run_pb2.Run) -> dict[str, str]:
         tags["raypipe.scheduled_time"] = run.scheduled_time.ToJsonString()
     if run.retry_of:
         tags["raypipe.retry_of"] = run.retry_of
+    if run.creator:
+        tags["raypipe.creator"] = run.creator
     for key, value in run.labels.items():
         tags[f"raypipe.label.{key}"] = value
     return tags

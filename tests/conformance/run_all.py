@@ -72,15 +72,23 @@ def run(
     scenario: Path = SCENARIO,
     languages: list[str] | None = None,
     timeout: float = 600,
+    token: str = "",
+    tls_ca: str = "",
 ) -> list[Result]:
     """Each runner against the server at ``address`` (gRPC), one after the other; with
-    ``http_address`` (``http://host:port``) the browser entry point's runner too."""
+    ``http_address`` (``http://host:port``) the browser entry point's runner too. ``token``
+    and ``tls_ca`` reach every runner as RAYPIPE_TOKEN and RAYPIPE_TLS_CA (and, for Node's
+    fetch, NODE_EXTRA_CA_CERTS), the way each client reads its credentials."""
     every = commands(scenario)
     results = []
     chosen = languages or [name for name in every if http_address or name != "typescript-web"]
     for language in chosen:
         argv = every[language]
         env = {**os.environ, "RAYPIPE_ADDRESS": address}
+        if token:
+            env["RAYPIPE_TOKEN"] = token
+        if tls_ca:
+            env.update(RAYPIPE_TLS_CA=tls_ca, NODE_EXTRA_CA_CERTS=tls_ca)
         if language == "typescript-web":
             env.update(RAYPIPE_ADDRESS=http_address, RAYPIPE_TRANSPORT="web")
         built = {"typescript": argv[1], "typescript-web": argv[1], "go": argv[0]}.get(language)
@@ -150,10 +158,25 @@ def main() -> int:
     )
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
     parser.add_argument("--languages", default="", help="comma-separated; default: all")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("RAYPIPE_TOKEN", ""),
+        help="a bearer token for every runner",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("RAYPIPE_TLS_CA", ""),
+        help="the CA of a TLS server (PEM)",
+    )
     args = parser.parse_args()
     languages = [name for name in args.languages.split(",") if name] or None
     results = run(
-        args.address, http_address=args.http_address, scenario=args.scenario, languages=languages
+        args.address,
+        http_address=args.http_address,
+        scenario=args.scenario,
+        languages=languages,
+        token=args.token,
+        tls_ca=args.tls_ca,
     )
     print(table(results, step_ids(args.scenario)))
     return 0 if all(r.passed for r in results) else 1

@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import raypipe
+from raypipe._rpc import tls_credentials
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
 
 SCENARIO = Path(__file__).with_name("scenario.json")
@@ -235,7 +236,15 @@ def main() -> int:
     scenario = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else SCENARIO).read_text())
     prefix = f"conf-py-{secrets.token_hex(3)}"
     passed = failed = 0
-    with raypipe.Client(address, timeout=60) as client, grpc.insecure_channel(address) as channel:
+    # The SDK reads RAYPIPE_TOKEN and RAYPIPE_TLS_* itself; the raw channel (health, which is
+    # open to everyone) takes the same TLS.
+    credentials = tls_credentials(None, None, None)
+    channel = (
+        grpc.secure_channel(address, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(address)
+    )
+    with raypipe.Client(address, timeout=60) as client, channel:
         runner = Runner(client, channel, scenario)
         for step in scenario["steps"]:
             step = substitute(step, prefix)

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import raypipe
 from control_plane.auth import RULES, Role, append_token, required_role
 from ray_nodes.cluster import LocalHead
-from raypipe.v1 import pipeline_service_pb2, run_service_pb2, schedule_service_pb2
+from raypipe.v1 import pipeline_service_pb2, run_pb2, run_service_pb2, schedule_service_pb2
 from tests.integration.conftest import ServerProcess, error_details, ray_free_env
 from tests.integration.test_http_api import connect_details
 from tests.jwks import AUDIENCE, ISSUER, KeyServer, key_server
@@ -71,6 +72,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, ray_head: LocalHead) -> It
             AUDIENCE,
             "--auth-role-claim",
             "roles",
+            "--max-streams-per-caller",
+            "2",
             env=ray_head.client_env(),
         )
         server.start()
@@ -307,3 +310,109 @@ def test_the_web_ui_signs_in_with_a_token_and_a_401_sends_back_there(secured: Se
             expect(page).to_have_url(re.compile(r"/sign-in\?next=%2Fruns"))
         finally:
             browser.close()
+
+
+def test_one_caller_may_hold_only_so_many_streams(secured: Secured) -> None:
+    """--max-streams-per-caller 2: a third WatchRun of the same caller is RESOURCE_EXHAUSTED
+    (gRPC and HTTP alike) while another caller's goes through; closing one frees its place."""
+    address = secured.server.address
+    with raypipe.Client(address, token=secured.tokens[Role.EDITOR]) as editor:
+        editor.apply(
+            {"nodes": [{"id": "nap", "type": "noop", "params": {"sleep_seconds": 60}}]},
+            pipeline="napping",
+        )
+        run = editor.create_run("napping")
+    viewer = [("authorization", f"Bearer {secured.tokens[Role.VIEWER]}")]
+    request = run_service_pb2.WatchRunRequest(name=run.name)
+    channel = grpc.insecure_channel(address)
+    watch = channel.unary_stream(
+        "/raypipe.v1.RunService/WatchRun",
+        request_serializer=run_service_pb2.WatchRunRequest.SerializeToString,
+        response_deserializer=run_service_pb2.WatchRunResponse.FromString,
+    )
+    try:
+        first, second = (watch(request, metadata=viewer, timeout=120) for _ in range(2))
+        assert next(first).event.type == next(second).event.type  # both open: snapshots came
+        with pytest.raises(grpc.RpcError) as caught:
+            next(watch(request, metadata=viewer, timeout=30))
+        details = error_details(caught.value)
+        assert (details.code, details.reason) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "TOO_MANY_STREAMS",
+        )
+        assert details.metadata == {"limit": "2"}
+        # Over HTTP too: the same caller, the same refusal.
+        body = json.dumps({"name": run.name}).encode()
+        envelope = b"\x00" + len(body).to_bytes(4, "big") + body
+        http = urllib.request.Request(
+            f"{secured.server.http_address}/raypipe.v1.RunService/WatchRun",
+            data=envelope,
+            headers={
+                "Content-Type": "application/connect+json",
+                "Authorization": f"Bearer {secured.tokens[Role.VIEWER]}",
+            },
+        )
+        with urllib.request.urlopen(http, timeout=30) as response:
+            raw = response.read()
+        end = json.loads(raw[5:])  # the end-of-stream message carries the error
+        assert end["error"]["code"] == "resource_exhausted"
+        # Another caller is not held up by this one.
+        admin = [("authorization", f"Bearer {secured.tokens[Role.ADMIN]}")]
+        other = watch(request, metadata=admin, timeout=60)
+        assert next(other).event.type == run_pb2.RunEvent.TYPE_SNAPSHOT
+        other.cancel()
+        # Closing a stream frees its place.
+        first.cancel()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                third = watch(request, metadata=viewer, timeout=60)
+                next(third)
+                third.cancel()
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "a closed stream still counted"
+                time.sleep(0.2)
+        second.cancel()
+    finally:
+        channel.close()
+        with raypipe.Client(address, token=secured.tokens[Role.OPERATOR]) as operator:
+            operator.cancel_run(run)
+
+
+def test_each_version_run_schedule_and_change_records_who_made_it(secured: Secured) -> None:
+    address, keys, tokens = secured.server.address, secured.keys, secured.tokens
+    with raypipe.Client(address, token=keys.token(roles="editor", sub="dora")) as dora:
+        applied = dora.apply({"nodes": [{"id": "a", "type": "noop"}]}, pipeline="made-by")
+        assert applied.version.creator == "dora"
+        assert dora.get_pipeline_version("made-by", 1).creator == "dora"
+        schedule = dora.create_schedule("made-by", every="1h", schedule_id="made-by-hourly")
+        assert (schedule.creator, schedule.updater) == ("dora", "dora")
+    with raypipe.Client(address, token=tokens[Role.OPERATOR]) as operator:
+        run = operator.create_run("made-by")
+        assert run.creator == "operator-bot"
+        assert operator.get_run(run).creator == "operator-bot"
+        paused = operator.pause_schedule("made-by-hourly", note="maintenance")
+        assert (paused.creator, paused.updater) == ("dora", "operator-bot")
+        triggered = operator.trigger_schedule("made-by-hourly")
+        assert operator.get_run(triggered).creator == "system:scheduler"
+        assert triggered.creator == "system:scheduler"
+    cli = [
+        sys.executable,
+        "-m",
+        "raypipe.cli",
+        "--address",
+        address,
+        "--token",
+        tokens[Role.VIEWER],
+    ]
+    shown = subprocess.run(
+        [*cli, "schedules", "get", "made-by-hourly"],
+        env=ray_free_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"created by\s+dora", shown.stdout)
+    assert re.search(r"updated by\s+operator-bot", shown.stdout)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.auth import Role, append_token
 from ray_nodes.cluster import LocalHead
 from tests.conformance import run_all
 from tests.integration.conftest import ServerProcess
+from tests.tls_certs import Ca
 
 LANGUAGES = ["python", "typescript", "go"]
 #: The TypeScript runner again through @raypipe/client/web: Connect over fetch, the HTTP port.
@@ -41,6 +43,43 @@ def server(
 @pytest.fixture(scope="module")
 def served(server: ServerProcess) -> str:
     return server.address
+
+
+def test_every_client_passes_every_step_against_a_tls_and_token_server(
+    tmp_path_factory: pytest.TempPathFactory, ray_head: LocalHead
+) -> None:
+    """The scenario again, each client with TLS (the test's CA) and a bearer token (an
+    editor's: every step is within its role), read from RAYPIPE_TLS_CA and RAYPIPE_TOKEN."""
+    tmp = tmp_path_factory.mktemp("conformance-tls")
+    ca = Ca(tmp / "pki")
+    cert = ca.issue("raypipe-server", file_stem="server")
+    tokens = tmp / "tokens.yaml"
+    token = append_token(tokens, "conformance", Role.EDITOR)
+    process = ServerProcess(
+        tmp / "data",
+        "--ray-address",
+        ray_head.address,
+        "--tls-cert",
+        str(cert.cert),
+        "--tls-key",
+        str(cert.key),
+        "--auth-tokens",
+        str(tokens),
+        env=ray_head.client_env(),
+    )
+    process.start()
+    try:
+        assert process.http_address.startswith("https://127.0.0.1:")
+        results = run_all.run(
+            process.address, http_address=process.http_address, token=token, tls_ca=str(ca.path)
+        )
+        report = run_all.table(results, run_all.step_ids())
+        print(report)
+        assert [r.language for r in results] == RUNNERS
+        assert all(r.passed for r in results), report
+        assert token not in process.log.read_text()
+    finally:
+        process.terminate()
 
 
 def test_every_client_passes_every_step(server: ServerProcess) -> None:

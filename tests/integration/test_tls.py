@@ -167,14 +167,17 @@ def test_mutual_tls_refuses_clients_without_a_certificate(pki: Ca, mutual: Serve
         urllib.request.urlopen(request, timeout=10, context=context).read()
     # Another CA's certificate is refused as well.
     stranger = Ca(pki.directory / "other", name="another CA").issue("intruder", client=True)
-    with raypipe.Client(
-        mutual.address,
-        tls_ca=pki.path,
-        tls_cert=stranger.cert,
-        tls_key=stranger.key,
-        retries=0,
-        timeout=10,
-    ) as intruder, pytest.raises(raypipe.UnavailableError):
+    with (
+        raypipe.Client(
+            mutual.address,
+            tls_ca=pki.path,
+            tls_cert=stranger.cert,
+            tls_key=stranger.key,
+            retries=0,
+            timeout=10,
+        ) as intruder,
+        pytest.raises(raypipe.UnavailableError),
+    ):
         intruder.list_node_types()
 
 

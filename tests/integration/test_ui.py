@@ -235,6 +235,9 @@ def test_run_from_the_ui_every_node_succeeds_and_shows_its_metrics(
     run = sdk.get_run(run_id)
     evaluate = next(n for n in run.nodes if n.node_id == "evaluate")
     assert run.state == run_pb2.Run.STATE_SUCCEEDED
+    # On a server without authentication every caller is "anonymous".
+    assert run.creator == "anonymous"
+    expect(page.get_by_test_id("run-creator")).to_have_text(" by anonymous")
     accuracy = evaluate.metrics["accuracy"]
     expect(metrics.get_by_role("row", name=re.compile("^accuracy"))).to_contain_text(
         f"{accuracy:.4f}"

@@ -91,6 +91,9 @@ def test_tags_status_url_and_experiment() -> None:
     assert tags["raypipe.scheduled_time"] == "2026-11-27T02:00:00Z"
     assert tags["raypipe.label.team"] == "ml"
     assert "raypipe.schedule" not in run_tags(_run())
+    run.creator = "system:scheduler"
+    assert run_tags(run)["raypipe.creator"] == "system:scheduler"
+    assert "raypipe.creator" not in run_tags(_run())
     assert mlflow_status(RunState.STATE_SUCCEEDED) == "FINISHED"
     assert mlflow_status(RunState.STATE_FAILED) == "FAILED"
     assert mlflow_status(RunState.STATE_CANCELLED) == "KILLED"

@@ -10,12 +10,15 @@ package raypipe
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"time"
 
 	raypipev1 "github.com/raypipe/raypipe/clients/go/gen/raypipe/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 )
@@ -44,13 +47,17 @@ func AddressFromEnv() string {
 	return DefaultAddress
 }
 
-// DialOptions are the options Dial uses: a plaintext connection (the server listens on
-// loopback or behind a TLS-terminating proxy; pass grpc.WithTransportCredentials after these
-// to use TLS), raypipe's message-size limit both ways, and keepalive pings so that a
+// DialOptions are the options Dial starts from: a plaintext connection (the server listens on
+// loopback or behind a TLS-terminating proxy; Credentials.DialOptions, after these, make it
+// TLS), raypipe's message-size limit both ways, and keepalive pings so that a
 // long WatchRun through an idle proxy is not dropped silently.
 func DialOptions() []grpc.DialOption {
+	return append([]grpc.DialOption{grpc.WithInsecure()}, commonOptions()...)
+}
+
+// commonOptions are DialOptions less the choice of plaintext.
+func commonOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithInsecure(),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessageBytes),
 			grpc.MaxCallSendMsgSize(maxMessageBytes),
@@ -63,11 +70,88 @@ func DialOptions() []grpc.DialOption {
 	}
 }
 
-// Dial connects to a raypipe server at address ("host:port") with DialOptions followed by
-// opts, and returns without waiting for the connection (gRPC connects on the first call);
-// use Ready to wait for a serving server.
+// Credentials are what a server with authentication asks of its callers (docs/security.md):
+// a bearer token, TLS with the CA of the server's certificate, and for mutual TLS a client
+// certificate. Empty fields are not used.
+type Credentials struct {
+	// Token is sent with every call as "authorization: Bearer TOKEN".
+	Token string
+	// TLSCA is a PEM file of the CA the server's certificate chains to; "system" trusts the
+	// system's roots. With it (or a client certificate) the connection is TLS.
+	TLSCA string
+	// TLSCert and TLSKey are PEM files of a client certificate and its key (mutual TLS).
+	TLSCert, TLSKey string
+}
+
+// CredentialsFromEnv reads RAYPIPE_TOKEN, RAYPIPE_TLS_CA, RAYPIPE_TLS_CERT and RAYPIPE_TLS_KEY,
+// as the Python SDK and the CLI do.
+func CredentialsFromEnv() Credentials {
+	return Credentials{
+		Token:   os.Getenv("RAYPIPE_TOKEN"),
+		TLSCA:   os.Getenv("RAYPIPE_TLS_CA"),
+		TLSCert: os.Getenv("RAYPIPE_TLS_CERT"),
+		TLSKey:  os.Getenv("RAYPIPE_TLS_KEY"),
+	}
+}
+
+// DialOptions are the options that carry c, to use instead of the package's DialOptions:
+// raypipe's message limits and keepalive, TLS (or plaintext without a CA or certificate),
+// and the bearer token.
+func (c Credentials) DialOptions() ([]grpc.DialOption, error) {
+	opts := commonOptions()
+	secure := c.TLSCA != "" || c.TLSCert != ""
+	if !secure {
+		opts = append(opts, grpc.WithInsecure())
+	} else {
+		config := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.TLSCA != "" && c.TLSCA != "system" {
+			pem, err := os.ReadFile(c.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("raypipe: TLS CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("raypipe: TLS CA %s holds no PEM certificate", c.TLSCA)
+			}
+			config.RootCAs = pool
+		}
+		if c.TLSCert != "" || c.TLSKey != "" {
+			pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("raypipe: TLS client certificate: %w", err)
+			}
+			config.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(config)))
+	}
+	if c.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: c.Token, secure: secure}))
+	}
+	return opts, nil
+}
+
+// bearer sends a token with every call. Over plaintext it is allowed too, for a server on
+// loopback; anywhere else the server should have TLS.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+// Dial connects to a raypipe server at address ("host:port") with the options of
+// CredentialsFromEnv (DialOptions' when none is set), then opts, and returns without waiting for the
+// connection (gRPC connects on the first call); use Ready to wait for a serving server.
 func Dial(ctx context.Context, address string, opts ...grpc.DialOption) (*Client, error) {
-	conn, err := grpc.DialContext(ctx, address, append(DialOptions(), opts...)...)
+	fromEnv, err := CredentialsFromEnv().DialOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.DialContext(ctx, address, append(fromEnv, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("raypipe: dial %s: %w", address, err)
 	}

@@ -311,13 +311,14 @@ def versions_list(state: CliState, pipeline: str, limit: int, output: str | None
     items = _take(client.list_pipeline_versions(pipeline, omit_spec=True), limit)
 
     def table() -> RenderableType:
-        t = new_table("VERSION", "DEFAULT", "CREATED", "DIGEST", "DESCRIPTION")
+        t = new_table("VERSION", "DEFAULT", "CREATED", "BY", "DIGEST", "DESCRIPTION")
         for v in items:
             t.add_row(
                 *row(
                     v.version_number,
                     "*" if v.name == default else "",
                     when(v.create_time),
+                    v.creator,
                     v.spec_digest[:12],
                     v.description.splitlines()[0] if v.description else "",
                 )
@@ -346,6 +347,7 @@ def versions_get(state: CliState, pipeline: str, version: str | None, output: st
             [
                 ("name", v.name),
                 ("created", when(v.create_time)),
+                ("created by", v.creator),
                 ("digest", v.spec_digest),
                 ("description", v.description),
             ]

@@ -350,6 +350,7 @@ def runs_get(state: CliState, run: str, output: str | None) -> None:
                 ("state", styled(state_name(r.state), RUN_COLORS)),
                 ("parameters", params),
                 ("created", when(r.create_time)),
+                ("created by", r.creator),
                 ("started", when(r.start_time)),
                 ("ended", when(r.end_time)),
                 ("retry of", r.retry_of),

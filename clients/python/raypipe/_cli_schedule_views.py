@@ -124,7 +124,9 @@ def schedule_details(s: schedule_pb2.Schedule) -> RenderableType:
             ("last fire", when(s.last_fire_time)),
             ("runs started", s.runs_started),
             ("created", when(s.create_time)),
+            ("created by", s.creator),
             ("updated", when(s.update_time)),
+            ("updated by", s.updater),
             ("etag", s.etag),
         ]
     )

@@ -281,7 +281,9 @@ async function main(): Promise<number> {
   const prefix = `conf-${process.env.RAYPIPE_TRANSPORT === "web" ? "web" : "ts"}-${randomBytes(3).toString("hex")}`;
   const client =
     process.env.RAYPIPE_TRANSPORT === "web"
-      ? createWebClient(process.env.RAYPIPE_ADDRESS ?? "http://localhost:8280")
+      ? createWebClient(process.env.RAYPIPE_ADDRESS ?? "http://localhost:8280", {
+          token: process.env.RAYPIPE_TOKEN ?? "",
+        })
       : createRaypipeClient();
   const runner = new Runner(client, scenario) as unknown as Record<string, (step: Step) => Promise<void>>;
   let passed = 0;

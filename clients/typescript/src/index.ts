@@ -27,6 +27,7 @@ export {
   type FieldViolation,
 } from "./errors.js";
 export { parseVersionName, pipelineName, resourceId, runName, scheduleName, versionName } from "./names.js";
+export { bearerToken } from "./credentials.js";
 export { collect, paginate, type Page } from "./paging.js";
 export * from "./gen/raypipe/v1/node_log_pb.js";
 export * from "./gen/raypipe/v1/node_type_pb.js";

@@ -4,6 +4,7 @@
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { createRaypipeClient as createClient, type RaypipeClient } from "./client.js";
+import { bearerToken } from "./credentials.js";
 
 export * from "./index.js";
 
@@ -14,12 +15,14 @@ export interface WebClientOptions {
   readonly interceptors?: Interceptor[];
   /** Binary protobuf instead of JSON on the wire (Connect only); JSON is easier to inspect. */
   readonly useBinaryFormat?: boolean;
+  /** A bearer token sent with every call (see also `bearerToken` for one that changes). */
+  readonly token?: string;
 }
 
 /** A RaypipeClient for browsers: Connect over fetch to `address` (a URL, or "" for the page's origin). */
 export function createRaypipeClient(address: string, options: WebClientOptions = {}): RaypipeClient {
   const kind = options.transport ?? "connect";
-  const interceptors = options.interceptors ?? [];
+  const interceptors = [...(options.token ? [bearerToken(options.token)] : []), ...(options.interceptors ?? [])];
   const origin = address === "" && typeof location !== "undefined" ? location.origin : address;
   return createClient(origin, {
     transport:

@@ -288,7 +288,10 @@ function VersionDetails(props: {
           <code data-testid="version-digest">{version.specDigest}</code>
         </dd>
         <dt>Created</dt>
-        <dd>{formatTime(version.createTime)}</dd>
+        <dd>
+          {formatTime(version.createTime)}
+          {version.creator && <span data-testid="version-creator"> by {version.creator}</span>}
+        </dd>
         <dt>Nodes</dt>
         <dd>{nodes.length}</dd>
       </dl>
@@ -364,6 +367,7 @@ function VersionsList(props: { name: string; pipelineId: string; selected: numbe
                 <th scope="col">Version</th>
                 <th scope="col">Description</th>
                 <th scope="col">Created</th>
+                <th scope="col">By</th>
               </tr>
             </thead>
             <tbody>
@@ -382,12 +386,13 @@ function VersionsList(props: { name: string; pipelineId: string; selected: numbe
                       {v.description || <span className="muted">—</span>}
                     </td>
                     <td className="nowrap">{formatTime(v.createTime)}</td>
+                    <td>{v.creator}</td>
                   </tr>
                 );
               })}
               {versions.length === 0 && (
                 <tr>
-                  <td colSpan={3} className="muted">
+                  <td colSpan={4} className="muted">
                     No versions.
                   </td>
                 </tr>

@@ -101,7 +101,10 @@ export function RunPage() {
           )}
         </dd>
         <dt>Created</dt>
-        <dd>{formatTime(run.createTime)}</dd>
+        <dd>
+          {formatTime(run.createTime)}
+          {run.creator && <span data-testid="run-creator"> by {run.creator}</span>}
+        </dd>
         <dt>Started / ended</dt>
         <dd>
           {formatTime(run.startTime)} → {formatTime(run.endTime)} ({durationBetween(run.startTime, run.endTime)})

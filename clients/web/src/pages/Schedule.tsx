@@ -303,10 +303,12 @@ export function SchedulePage() {
             <dt>Created</dt>
             <dd>
               <Time ts={schedule.createTime} />
+              {schedule.creator && <span data-testid="schedule-creator"> by {schedule.creator}</span>}
             </dd>
             <dt>Updated</dt>
             <dd>
               <Time ts={schedule.updateTime} />
+              {schedule.updater && <span data-testid="schedule-updater"> by {schedule.updater}</span>}
             </dd>
             <dt>Etag</dt>
             <dd>
