@@ -12,7 +12,27 @@ from control_plane.auth.authorizer import Authorizer, current_principal
 from control_plane.auth.credentials import Principal
 from control_plane.auth.limits import StreamLimiter
 from control_plane.auth.tls import peer_identity
-from control_plane.errors import ApiError
+from control_plane.errors import ApiError, InvalidArgumentError
+
+
+class _Malformed:
+    """A request whose bytes are not a message of its type (gRPC would answer INTERNAL)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # any decoding failure is the caller's malformed request
+            return _Malformed(f"{type(exc).__name__}: {exc}")
+
+    return read
 
 
 def _authorization(context: grpc.ServicerContext) -> str | None:
@@ -25,7 +45,8 @@ def _authorization(context: grpc.ServicerContext) -> str | None:
 class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Checks every call with the Authorizer before its servicer runs (the request is read
     first, since a rule may depend on it) and makes the caller the call's
-    :data:`~control_plane.auth.authorizer.current_principal`."""
+    :data:`~control_plane.auth.authorizer.current_principal`. A request that does not decode
+    as its message is INVALID_ARGUMENT (reason MALFORMED_REQUEST), not gRPC's INTERNAL."""
 
     def __init__(self, authorizer: Authorizer, streams: StreamLimiter | None = None) -> None:
         self.authorizer = authorizer
@@ -46,6 +67,12 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> Principal:
+        if isinstance(request, _Malformed):
+            error = InvalidArgumentError(
+                f"the request is not a valid message for {method}: {request.error}",
+                reason="MALFORMED_REQUEST",
+            )
+            context.abort_with_status(rpc_status.to_status(error.to_status()))
         try:
             peer = peer_identity(context.auth_context() or {})
             principal = self.authorizer.authorize(method, _authorization(context), request, peer)
@@ -56,7 +83,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         serializers = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _safe(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         check = self._check
