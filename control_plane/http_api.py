@@ -181,9 +181,15 @@ class _Router:
     (``ui``) for every other path; a path shaped like a service's that names none of them
     gets a 404 that lists those there are."""
 
-    def __init__(self, apps: dict[str, Any], ui: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        apps: dict[str, Any],
+        ui: Callable[..., Iterable[bytes]],
+        metrics: Callable[..., Iterable[bytes]] | None = None,
+    ) -> None:
         self._apps = apps
         self._ui = ui
+        self._metrics = metrics
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -194,6 +200,8 @@ class _Router:
         if app is not None:
             current_peer.set(environ.get(PEER_KEY, ""))
             return app(environ, start_response)
+        if path == "/metrics" and self._metrics is not None:
+            return self._metrics(environ, start_response)
         if not _SERVICE_PATH.fullmatch(path):
             return self._ui(environ, start_response)
         body = (
@@ -248,6 +256,7 @@ class HttpApi:
         tls: TlsConfig | None = None,
         streams: StreamLimiter | None = None,
         max_request_bytes: int | None = None,
+        metrics: Callable[..., Iterable[bytes]] | None = None,
     ) -> None:
         from control_plane import http_gen
 
@@ -265,7 +274,7 @@ class HttpApi:
             )
             apps[name] = application(bridge, read_max_bytes=max_request_bytes)
         self.ui_dir = ui_dir or DEFAULT_UI_DIR
-        self._app = _Router(apps, StaticUi(self.ui_dir, ui_config))
+        self._app = _Router(apps, StaticUi(self.ui_dir, ui_config), metrics)
         self._tls = tls
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None

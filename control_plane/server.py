@@ -22,6 +22,7 @@ from control_plane.auth.interceptor import AuthInterceptor
 from control_plane.auth.limits import DEFAULT_STREAMS_PER_PRINCIPAL, StreamLimiter
 from control_plane.auth.tls import TlsConfig
 from control_plane.drain import DrainGate
+from control_plane.metrics import Metrics, MetricsInterceptor
 from control_plane.pipelines.service import PipelineService
 from control_plane.storage.repository import Repository
 from control_plane.storage.sql import open_repository
@@ -177,6 +178,8 @@ class ControlPlane:
         self.config = config
         self.registry = registry or default_registry()
         self._streams = StreamLimiter(config.max_streams_per_principal)
+        #: The Prometheus metrics, served at /metrics on the HTTP port (control_plane.metrics).
+        self.metrics = Metrics()
         self.repository: Repository | None = None
         self.port = 0
         self.http_port = 0
@@ -203,7 +206,11 @@ class ControlPlane:
         cfg.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc"),
-            interceptors=[self._gate, AuthInterceptor(cfg.auth, self._streams)],
+            interceptors=[
+                MetricsInterceptor(self.metrics),
+                self._gate,
+                AuthInterceptor(cfg.auth, self._streams),
+            ],
             options=[
                 ("grpc.max_receive_message_length", cfg.max_request_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -225,6 +232,7 @@ class ControlPlane:
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.host}:{cfg.port}")
         self.repository = repo = open_repository(cfg.database_url, exclusive=True)
+        self.metrics.count_runs(repo.count_runs_by_state)
         pipelines = PipelineService(repo, self.registry)
         pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(pipelines, server)
         self._servicers["raypipe.v1.PipelineService"] = pipelines
@@ -244,6 +252,7 @@ class ControlPlane:
                 tls=cfg.tls,
                 streams=self._streams,
                 max_request_bytes=cfg.max_request_bytes,
+                metrics=self.metrics.wsgi_app(),
             )
             self.http_port = self._http.start(cfg.host, cfg.http_port)
             log.info("raypipe HTTP API (Connect) on %s", self.http_url)
@@ -327,6 +336,8 @@ class ControlPlane:
             keep_outputs=cfg.keep_outputs,
             log_max_bytes=cfg.log_max_bytes,
         )
+        self.supervisor.metrics = self.metrics
+        self.metrics.tracker_queue.set_function(tracker.pending)
         self.supervisor.start(
             lambda run_id: rebuild_submission(
                 repo,
@@ -351,6 +362,7 @@ class ControlPlane:
         assert self.supervisor is not None
         schedules = ScheduleRepository.of(repo)
         self.scheduler = Scheduler(schedules, SupervisorStarter(repo, self.supervisor))
+        self.scheduler.metrics = self.metrics
         self.scheduler.start()
         schedule_servicer = ScheduleService(repo, schedules, self.scheduler)
         schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(schedule_servicer, server)

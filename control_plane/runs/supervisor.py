@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 
@@ -44,8 +45,17 @@ from control_plane.runs.templates import template_values
 from control_plane.storage.repository import NewRun, Repository, RunChange
 from control_plane.tracking import NullTracker, Tracker
 from ray_nodes.engine import ArtifactRef, Engine, EngineEvent, RunSubmission
+from ray_nodes.engine.types import NodeState as EngineNodeState
 from ray_nodes.logs import DEFAULT_MAX_BYTES as DEFAULT_LOG_MAX_BYTES
 from raypipe.v1 import pipeline_spec_pb2, run_pb2
+
+if TYPE_CHECKING:
+    from control_plane.metrics import Metrics
+
+#: Node states an engine event ends an execution with (a node that ran).
+NODE_END_STATES = frozenset(
+    {EngineNodeState.SUCCEEDED, EngineNodeState.FAILED, EngineNodeState.CANCELLED}
+)
 
 log = logging.getLogger("raypipe.runs")
 
@@ -191,6 +201,9 @@ class RunSupervisor:
     ) -> None:
         self._repo = repository
         self.tracker: Tracker = tracker or NullTracker()
+        #: Where recording is reported (control_plane.metrics); None reports nothing.
+        self.metrics: Metrics | None = None
+        self._node_types: dict[str, dict[str, str]] = {}
         self._engine = engine
         self.artifact_root = artifact_root
         self.data_roots = data_roots
@@ -420,6 +433,10 @@ class RunSupervisor:
                     self._cursors.pop(run_id, None)
                     self._views.pop(run_id, None)
                 self._lose(run_id)
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.followed.set(len(cursors))
+                metrics.backlog.set(sum(len(events) for events in result.events.values()))
             for run_id, events in result.events.items():
                 try:
                     self._record(run_id, events)
@@ -427,6 +444,8 @@ class RunSupervisor:
                     log.exception(
                         "run %s: recording %d events failed; will retry", run_id, len(events)
                     )
+                if metrics is not None:
+                    metrics.backlog.dec(len(events))
 
     def _record(self, run_id: str, events: list[EngineEvent]) -> None:
         # Only the nodes these events touch are read and returned; the whole run, which the
@@ -449,9 +468,38 @@ class RunSupervisor:
             else:
                 self._cursors[run_id] = last
         self.notifier.notify([run_id])
+        if self.metrics is not None:
+            self._measure(stored, events)
         self._track(self.tracker.events, stored, events)
         if change.state in TERMINAL_RUN_STATES:
             self._track(self.tracker.run_finished, stored)
+
+    def _measure(self, run: run_pb2.Run, events: list[EngineEvent]) -> None:
+        """Count the recorded events; time each node that ended, by its type."""
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.events.inc(len(events))
+        run_id = run.name.removeprefix("runs/")
+        ended = [e for e in events if e.kind == "node" and e.state in NODE_END_STATES]
+        if ended:
+            types = self._node_types.get(run_id)
+            if types is None:
+                pipeline_id, _, number = run.pipeline_version.removeprefix("pipelines/").partition(
+                    "/versions/"
+                )
+                spec = self._repo.get_version(pipeline_id, int(number)).spec
+                types = self._node_types[run_id] = {n.id: n.type for n in spec.nodes}
+            for event in ended:
+                if event.start_time and event.end_time:
+                    seconds = event.end_time - event.start_time
+                else:
+                    seconds = event.metrics.get("duration_seconds", 0.0)
+                node_type = types.get(event.node_id, "")
+                metrics.node_seconds.labels(node_type, event.state.lower()).observe(
+                    max(0.0, seconds)
+                )
+        if run.state in TERMINAL_RUN_STATES:
+            self._node_types.pop(run_id, None)
 
     # -- experiment tracking: hooks that never block and never fail the run ----------------------
 

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from control_plane.errors import (
     AlreadyExistsError,
@@ -52,6 +52,9 @@ from control_plane.storage.schedules import (
     Wakeup,
 )
 from raypipe.v1 import run_pb2
+
+if TYPE_CHECKING:
+    from control_plane.metrics import Metrics
 
 log = logging.getLogger("raypipe.scheduler")
 
@@ -199,6 +202,8 @@ class Scheduler:
         fire_retention: timedelta = timedelta(days=1),
         prune_interval: timedelta = timedelta(minutes=5),
     ) -> None:
+        #: Where fire lateness is reported (control_plane.metrics); None reports nothing.
+        self.metrics: Metrics | None = None
         self.schedules = schedules
         self.starter = starter
         self.clock: Clock = clock or SystemClock()
@@ -395,6 +400,9 @@ class Scheduler:
             log.exception("schedule %s: starting a run failed; will retry", fire.schedule_id)
             return None
         started.append((fire, run.name.removeprefix("runs/"), watch))
+        if self.metrics is not None and fire.origin == "fire" and fire.attempt == 1:
+            late = (self.clock.now() - fire.scheduled_time).total_seconds()
+            self.metrics.lateness.observe(max(0.0, late))
         return run
 
     # --- runs that ended -------------------------------------------------------------------------

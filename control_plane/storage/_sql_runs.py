@@ -244,6 +244,12 @@ class RunQueries(SqlBase):
             raise run_not_found(run_id)
         return int(cursor)
 
+    def count_runs_by_state(self) -> dict[int, int]:
+        """How many runs are stored in each state (one GROUP BY over the state index)."""
+        with self._read(self._single) as conn:
+            rows = conn.execute(sa.select(runs.c.state, sa.func.count()).group_by(runs.c.state))
+            return {int(state): int(count) for state, count in rows}
+
     def active_run_ids(self) -> list[str]:
         """Ids of the runs that are pending, running or cancelling, oldest first."""
         with self._read(self._single) as conn:

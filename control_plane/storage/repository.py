@@ -180,6 +180,10 @@ class Repository(Protocol):
         """Ids of runs that are not terminal (PENDING, RUNNING, CANCELLING), oldest first."""
         ...
 
+    def count_runs_by_state(self) -> dict[int, int]:
+        """How many runs are stored in each state (Run.State number -> count)."""
+        ...
+
     def find_cached_nodes(
         self, cache_keys: Collection[str], *, exclude_run_id: str = ""
     ) -> dict[str, tuple[str, run_pb2.NodeExecution]]:

@@ -45,6 +45,9 @@ class Tracker(Protocol):
     def close(self, timeout: float = 5.0) -> None:
         """Stop, giving pending records up to ``timeout`` seconds to go out."""
 
+    def pending(self) -> int:
+        """How many records wait to go out (the raypipe_tracker_queue metric)."""
+
 
 class NullTracker:
     """The tracker when tracking is off: records nothing."""
@@ -66,3 +69,7 @@ class NullTracker:
 
     def close(self, timeout: float = 5.0) -> None:
         """Nothing to stop."""
+
+    def pending(self) -> int:
+        """Nothing waits."""
+        return 0

@@ -228,6 +228,11 @@ class MlflowTracker:
             self._runs[run_id] = record
         return record
 
+    def pending(self) -> int:
+        """How many records wait to go out."""
+        with self._cond:
+            return len(self._ops)
+
     def _put(self, run_id: str, what: str, call: Callable[[], None]) -> None:
         self._put_op(_Op(run_id, what, call))
 

@@ -55,6 +55,9 @@ class RecordingTracker:
     def close(self, timeout: float = 5.0) -> None:
         pass
 
+    def pending(self) -> int:
+        return 0
+
     def of(self, name: str) -> list[str]:
         with self.lock:
             return [hook for hook, run in self.calls if run == name]
