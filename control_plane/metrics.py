@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from control_plane.interceptors import HandlerWrapper
 from raypipe.v1 import run_pb2
 
 #: Buckets of go-grpc-middleware's handling-time histogram (Prometheus' defaults).
@@ -104,7 +105,8 @@ class Metrics:
         )
         self.lateness = Histogram(
             "raypipe_scheduler_fire_lateness_seconds",
-            "How late each schedule fire started its run after its due time.",
+            "How late each schedule fire started its run after its nominal time (a configured "
+            "jitter included).",
             buckets=LATENESS_BUCKETS,
             registry=r,
         )
@@ -138,27 +140,14 @@ def _kind(handler: grpc.RpcMethodHandler) -> str:
     return "bidi_stream"
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class MetricsInterceptor(HandlerWrapper):
     """Counts and times every gRPC call as go-grpc-middleware's provider does."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self.metrics = metrics
-        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        if method in self._handlers:
-            return self._handlers[method]
-        handler = continuation(handler_call_details)
-        wrapped = None if handler is None else self._wrap(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service, name = _names(method)
         kind = _kind(handler)
         m = self.metrics

@@ -13,6 +13,7 @@ from control_plane.auth.credentials import Principal
 from control_plane.auth.limits import StreamLimiter
 from control_plane.auth.tls import peer_identity
 from control_plane.errors import ApiError, InvalidArgumentError
+from control_plane.interceptors import HandlerWrapper
 
 
 class _Malformed:
@@ -42,29 +43,16 @@ def _authorization(context: grpc.ServicerContext) -> str | None:
     return None
 
 
-class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(HandlerWrapper):
     """Checks every call with the Authorizer before its servicer runs (the request is read
     first, since a rule may depend on it) and makes the caller the call's
     :data:`~control_plane.auth.authorizer.current_principal`. A request that does not decode
     as its message is INVALID_ARGUMENT (reason MALFORMED_REQUEST), not gRPC's INTERNAL."""
 
     def __init__(self, authorizer: Authorizer, streams: StreamLimiter | None = None) -> None:
+        super().__init__()
         self.authorizer = authorizer
         self.streams = streams or StreamLimiter(0)
-        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        if method in self._handlers:
-            return self._handlers[method]
-        handler = continuation(handler_call_details)
-        wrapped = None if handler is None else self._wrap(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped
 
     def _check(self, method: str, context: grpc.ServicerContext, request: Any) -> Principal:
         if isinstance(request, _Malformed):
@@ -81,7 +69,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         current_principal.set(principal)
         return principal
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         serializers = {
             "request_deserializer": _safe(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
