@@ -176,6 +176,9 @@ def _apply_node_event(node: run_pb2.NodeExecution, ev: EngineEvent) -> None:
             node.notes.append(note)
     if ev.ray_task_id:
         node.ray_task_id = ev.ray_task_id
+    if ev.ray_node_id:
+        node.ray_node_id = ev.ray_node_id
+        node.ray_node_address = ev.ray_node_address
     if ev.cached_from:
         node.cached_from = f"runs/{ev.cached_from}"
 

@@ -151,7 +151,14 @@ class Supervisor:
 
     # --- the node tasks' calls -------------------------------------------------------------
     async def node_started(
-        self, run_id: str, node_id: str, attempt: int, task_id: str, at: float
+        self,
+        run_id: str,
+        node_id: str,
+        attempt: int,
+        task_id: str,
+        at: float,
+        ray_node_id: str = "",
+        ray_node_address: str = "",
     ) -> None:
         run = self._runs.get(run_id)
         node = run.nodes.get(node_id) if run else None
@@ -160,7 +167,7 @@ class Supervisor:
         await self._upstream_reported(run, node)
         if node.state in TERMINAL_NODE_STATES:
             return
-        await self._running(run, node, attempt, at, task_id)
+        await self._running(run, node, attempt, at, task_id, ray_node_id, ray_node_address)
 
     async def node_progress(
         self, run_id: str, node_id: str, attempt: int, metrics: dict[str, float], message: str
@@ -281,7 +288,15 @@ class Supervisor:
             else:
                 await self._fail(run, node, e)
             return
-        await self._running(run, node, info.attempt, info.start_time, info.ray_task_id)
+        await self._running(
+            run,
+            node,
+            info.attempt,
+            info.start_time,
+            info.ray_task_id,
+            info.ray_node_id,
+            info.ray_node_address,
+        )
         node.output_stored = info.output_stored
         node.state = NodeState.SUCCEEDED
         await self._emit(
@@ -294,6 +309,8 @@ class Supervisor:
             artifacts=info.artifacts,
             notes=tuple(dict.fromkeys((*plan.notes, *info.notes))),
             ray_task_id=info.ray_task_id,
+            ray_node_id=info.ray_node_id,
+            ray_node_address=info.ray_node_address,
             start_time=info.start_time,
             end_time=info.end_time,
             message=f"node {plan.node_id} succeeded",
@@ -340,7 +357,14 @@ class Supervisor:
             )
 
     async def _running(
-        self, run: _Run, node: _Node, attempt: int, start_time: float, task_id: str
+        self,
+        run: _Run,
+        node: _Node,
+        attempt: int,
+        start_time: float,
+        task_id: str,
+        ray_node_id: str = "",
+        ray_node_address: str = "",
     ) -> None:
         """The RUNNING state change of an attempt that ended before it reported one (see
         :mod:`ray_nodes.engine.task`), so that watchers see every state change."""
@@ -354,6 +378,8 @@ class Supervisor:
             state=NodeState.RUNNING,
             attempt=attempt,
             ray_task_id=task_id,
+            ray_node_id=ray_node_id,
+            ray_node_address=ray_node_address,
             start_time=start_time,
             message=f"node {node.plan.node_id} running (attempt {attempt})",
         )

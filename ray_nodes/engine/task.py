@@ -56,6 +56,8 @@ class NodeOutcome:
         output_stored: Whether the output went to the artifact store (else it is inline).
         notes: What the node noted for the user.
         ray_task_id: The Ray task that ran it.
+        ray_node_id: The Ray node it ran on (hex id).
+        ray_node_address: That node's IP address.
     """
 
     attempt: int
@@ -66,6 +68,8 @@ class NodeOutcome:
     output_stored: bool
     notes: tuple[str, ...]
     ray_task_id: str
+    ray_node_id: str = ""
+    ray_node_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,9 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
 
     inputs = args[: plan.num_inputs]
     node_type = default_registry().get(plan.type_name)
-    task_id = ray.get_runtime_context().get_task_id() or ""
+    runtime = ray.get_runtime_context()
+    task_id = runtime.get_task_id() or ""
+    ray_node = (runtime.get_node_id() or "", ray.util.get_node_ip_address())
     gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
     supervisor = _handle(plan.namespace)
     attempt = 0
@@ -277,7 +283,7 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
         started = time.time()
 
         def started_report(a: int = attempt, at: float = started) -> None:
-            supervisor.node_started.remote(plan.run_id, plan.node_id, a, task_id, at)
+            supervisor.node_started.remote(plan.run_id, plan.node_id, a, task_id, at, *ray_node)
 
         # A retry is news at once; a first attempt only once it is not over in a blink.
         _StartedReport.arm(started_report, STARTED_REPORT_DELAY_S if attempt == 1 else 0.0)
@@ -371,6 +377,8 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
         output_stored=stored is not None,
         notes=tuple(ctx.notes),
         ray_task_id=task_id,
+        ray_node_id=ray_node[0],
+        ray_node_address=ray_node[1],
     )
     return output, outcome
 

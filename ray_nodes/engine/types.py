@@ -87,6 +87,8 @@ class EngineEvent:
     artifacts: tuple[ArtifactRef, ...] = ()
     notes: tuple[str, ...] = ()
     ray_task_id: str = ""
+    ray_node_id: str = ""
+    ray_node_address: str = ""
     message: str = ""
     cached_from: str = ""
     start_time: float = 0.0

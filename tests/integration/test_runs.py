@@ -732,3 +732,22 @@ def test_keep_outputs_always_writes_every_output(ray_head: object, tmp_path: Pat
     finally:
         api.channel.close()
         plane.stop(grace=1)
+
+
+def test_each_node_records_the_ray_node_it_ran_on(run_api: Api) -> None:
+    """NodeExecution.ray_node_id and ray_node_address name a node of the cluster, as Ray's own
+    node table does."""
+    import ray
+
+    spec = Spec()
+    spec.nodes.add(id="first", type="noop")
+    spec.nodes.add(id="second", type="noop", depends_on=["first"]).params.update(
+        {"sleep_seconds": 0.5}
+    )
+    register(run_api, "placed", spec)
+    done = wait(run_api, start(run_api, "placed").name, timeout=120)
+    assert done.state == run_pb2.Run.STATE_SUCCEEDED
+    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    for node in done.nodes:
+        assert node.ray_node_id in nodes, (node.node_id, node.ray_node_id, nodes)
+        assert node.ray_node_address == nodes[node.ray_node_id]

@@ -243,6 +243,8 @@ def test_run_from_the_ui_every_node_succeeds_and_shows_its_metrics(
         f"{accuracy:.4f}"
     )
     expect(page.get_by_test_id("node-logs")).to_be_visible()
+    assert evaluate.ray_node_address  # where it ran, in the panel too
+    expect(page.get_by_test_id("ray-node")).to_have_text(evaluate.ray_node_address)
     shot(page, "run")
     page.get_by_test_id("view-timeline").click()
     expect(page.get_by_test_id("timeline")).to_contain_text("evaluate")

@@ -93,7 +93,7 @@ class Progress:
             f"  {human_seconds(seconds_between(_began(run), run.end_time))}",
             f"  {run.pipeline_version}",
         )
-        t = new_table("NODE", "TYPE", "STATE", "ATTEMPT", "DURATION", "DETAIL")
+        t = new_table("NODE", "TYPE", "STATE", "ATTEMPT", "DURATION", "RAY NODE", "DETAIL")
         for n in run.nodes:
             detail = n.error.message if n.error.message else "; ".join(n.notes)
             if n.cached_from:
@@ -107,6 +107,7 @@ class Progress:
                     human_seconds(seconds_between(n.start_time, n.end_time))
                     if n.start_time.seconds
                     else "",
+                    n.ray_node_address or "",
                     detail.splitlines()[0] if detail else "",
                 )
             )

@@ -39,3 +39,9 @@ export function rayTaskUrl(dashboard: string, taskId: string): string {
   if (!dashboard || taskId.length < 8) return "";
   return `${dashboard.replace(/\/$/, "")}/#/jobs/${taskId.slice(-8)}/tasks/${taskId}`;
 }
+
+/** A Ray node's page in the Ray dashboard. */
+export function rayNodeUrl(dashboard: string, nodeId: string): string {
+  if (!dashboard || !nodeId) return "";
+  return `${dashboard.replace(/\/$/, "")}/#/cluster/nodes/${nodeId}`;
+}

@@ -13,7 +13,7 @@ import { useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { client, shownError, type ShownError } from "../api";
 import { ConfirmDialog, ErrorBanner, Loading, StateBadge, useLoad } from "../components/common";
-import { rayTaskUrl, useUiConfig } from "../config";
+import { rayNodeUrl, rayTaskUrl, useUiConfig } from "../config";
 import { durationBetween, enumLabel, formatTime, idOf } from "../format";
 import { Dag, type DagNode } from "../graph/Dag";
 import { NodePanel } from "./run/NodePanel";
@@ -208,6 +208,7 @@ export function RunPage() {
               spec={specNodes.get(selectedNode.nodeId)}
               progress={live.progress.get(selectedNode.nodeId)}
               rayTaskLink={rayTaskUrl(config.rayDashboardUrl, selectedNode.rayTaskId)}
+              rayNodeLink={rayNodeUrl(config.rayDashboardUrl, selectedNode.rayNodeId)}
             />
           ) : (
             <p className="muted panel">Select a node to see its state, metrics, error and logs.</p>

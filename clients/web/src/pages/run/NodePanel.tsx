@@ -14,6 +14,7 @@ export function NodePanel(props: {
   spec: SpecNode | undefined;
   progress: NodeProgress | undefined;
   rayTaskLink: string;
+  rayNodeLink: string;
 }) {
   const { node, spec, progress } = props;
   const running = node.state === NodeExecution_State.RUNNING;
@@ -45,6 +46,20 @@ export function NodePanel(props: {
               </a>
             ) : (
               <span className="mono">{node.rayTaskId}</span>
+            )
+          ) : (
+            "—"
+          )}
+        </dd>
+        <dt>Ray node</dt>
+        <dd data-testid="ray-node">
+          {node.rayNodeId ? (
+            props.rayNodeLink ? (
+              <a href={props.rayNodeLink} target="_blank" rel="noreferrer" title={node.rayNodeId}>
+                {node.rayNodeAddress || node.rayNodeId.slice(0, 12)}
+              </a>
+            ) : (
+              <span title={node.rayNodeId}>{node.rayNodeAddress || node.rayNodeId.slice(0, 12)}</span>
             )
           ) : (
             "—"
