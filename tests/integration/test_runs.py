@@ -380,7 +380,15 @@ def test_watch_from_two_clients_one_joining_late(run_api: Api) -> None:
     early: list[rpb.WatchRunResponse] = []
     t = threading.Thread(target=_watch, args=(run_api, run.name, early))
     t.start()
-    time.sleep(1.2)
+    # The late watcher joins once the first node has finished, however long that takes on a
+    # loaded machine (three more nodes of 0.5 s each are still to come).
+    deadline = time.monotonic() + 60
+    while True:
+        now = run_api.runs.GetRun(rpb.GetRunRequest(name=run.name), timeout=30).run
+        if now.nodes[0].state == NodeState.STATE_SUCCEEDED:
+            break
+        assert time.monotonic() < deadline, "the first node never finished"
+        time.sleep(0.05)
     late: list[rpb.WatchRunResponse] = []
     _watch(run_api, run.name, late)
     t.join()
