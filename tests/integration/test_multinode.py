@@ -36,24 +36,42 @@ class Cluster:
     env: dict[str, str]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def join(self, name: str, log: Path, *args: str) -> None:
-        """Start a worker raylet joined to the server's head."""
-        with open(log, "wb") as out:
-            self.workers[name] = subprocess.Popen(
-                [
-                    *RAY,
-                    "start",
-                    f"--address={self.env['RAY_ADDRESS']}",
-                    "--block",
-                    f"--object-store-memory={STORE_BYTES}",
-                    "--disable-usage-stats",
-                    *args,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**ray_free_env(), **self.env},
-                start_new_session=True,
-            )
+    def join(self, name: str, log: Path, *args: str, attempts: int = 3) -> None:
+        """Start a worker raylet joined to the server's head, and wait until Ray lists it.
+
+        `ray start` gives a raylet 30 s (fixed in Ray) to register; on a loaded machine it may
+        take longer, and the command then exits: it is started again, up to ``attempts``
+        times. Workers join one at a time, which keeps the GCS's load down."""
+        expected = len(self.nodes()) + 1
+        tries = 0
+        for _ in range(attempts):
+            tries += 1
+            with open(log, "ab") as out:
+                worker = subprocess.Popen(
+                    [
+                        *RAY,
+                        "start",
+                        f"--address={self.env['RAY_ADDRESS']}",
+                        "--block",
+                        f"--object-store-memory={STORE_BYTES}",
+                        "--disable-usage-stats",
+                        *args,
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**ray_free_env(), **self.env},
+                    start_new_session=True,
+                )
+            self.workers[name] = worker
+            deadline = time.monotonic() + 180
+            while worker.poll() is None and time.monotonic() < deadline:
+                if len(self.nodes()) >= expected:
+                    return
+                time.sleep(1)
+            if worker.poll() is None:
+                break  # running but never listed: no retry will help
+        tail = log.read_text(errors="replace")[-2000:]
+        raise AssertionError(f"worker {name} did not join after {tries} attempt(s):\n{tail}")
 
     def nodes(self) -> list[dict[str, Any]]:
         """The cluster's live nodes as Ray lists them (from a driver of its own)."""
