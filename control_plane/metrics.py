@@ -160,26 +160,26 @@ class MetricsInterceptor(HandlerWrapper):
         timing = m.handling.labels(*labels)
 
         def done(context: grpc.ServicerContext, began: float, error: BaseException | None) -> None:
-            code = context.code() if hasattr(context, "code") else None
+            code = context.code()  # set by an abort; None when the call returned normally
             if code is None:
                 code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
             m.handled.labels(*labels, code.name).inc()
             timing.observe(time.perf_counter() - began)
 
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+        def requests_in(request: Any, streamed: bool) -> Any:
+            if streamed:
+                return _counted(request, received)
+            received.inc()
+            return request
 
-            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-                began = time.perf_counter()
+        def answering(inner: Callable[..., Any], streamed_in: bool) -> Callable[..., Any]:
+            """A handler of one response, counted and timed."""
+
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                began, error = time.perf_counter(), None
                 started.inc()
-                received.inc()
-                error: BaseException | None = None
                 try:
-                    response = inner_uu(request, context)
+                    response = inner(requests_in(request, streamed_in), context)
                     sent.inc()
                     return response
                 except BaseException as exc:
@@ -188,17 +188,16 @@ class MetricsInterceptor(HandlerWrapper):
                 finally:
                     done(context, began, error)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
+            return call
 
-            def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                began = time.perf_counter()
+        def streaming(inner: Callable[..., Any], streamed_in: bool) -> Callable[..., Any]:
+            """A handler of a response stream, each message counted, the whole call timed."""
+
+            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                began, error = time.perf_counter(), None
                 started.inc()
-                received.inc()
-                error: BaseException | None = None
                 try:
-                    for response in inner_us(request, context):
+                    for response in inner(requests_in(request, streamed_in), context):
                         sent.inc()
                         yield response
                 except BaseException as exc:
@@ -207,42 +206,27 @@ class MetricsInterceptor(HandlerWrapper):
                 finally:
                     done(context, began, error)
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
+            return call
+
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                answering(handler.unary_unary, False), **serializers
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                streaming(handler.unary_stream, False), **serializers
+            )
         if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            def stream_unary(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                began = time.perf_counter()
-                started.inc()
-                error: BaseException | None = None
-                try:
-                    response = inner_su(_counted(requests, received), context)
-                    sent.inc()
-                    return response
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    done(context, began, error)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
-        inner_ss = handler.stream_stream
-
-        def stream_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            began = time.perf_counter()
-            started.inc()
-            error: BaseException | None = None
-            try:
-                for response in inner_ss(_counted(requests, received), context):
-                    sent.inc()
-                    yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                done(context, began, error)
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
+            return grpc.stream_unary_rpc_method_handler(
+                answering(handler.stream_unary, True), **serializers
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            streaming(handler.stream_stream, True), **serializers
+        )
 
 
 def _counted(requests: Iterator[Any], counter: Any) -> Iterator[Any]:

@@ -5,9 +5,7 @@ caller, and one shared cap would let one client starve the others."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 
 from control_plane.auth.credentials import Principal
 from control_plane.errors import ResourceExhaustedError
@@ -26,11 +24,6 @@ class StreamLimiter:
         self.limit = limit
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
-
-    def open(self, name: str) -> int:
-        """How many streams the principal of that name holds open."""
-        with self._lock:
-            return self._open.get(name, 0)
 
     def acquire(self, principal: Principal, method: str) -> None:
         r"""Count a stream of ``principal`` in, or raise ResourceExhaustedError; each stream
@@ -57,11 +50,3 @@ class StreamLimiter:
                 self._open[principal.name] = left
             else:
                 del self._open[principal.name]
-
-    @contextlib.contextmanager
-    def stream(self, principal: Principal, method: str) -> Iterator[None]:
-        self.acquire(principal, method)
-        try:
-            yield
-        finally:
-            self.release(principal)

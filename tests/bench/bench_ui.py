@@ -75,11 +75,6 @@ class Server:
                 str(data_dir),
                 "--no-mlflow-tracking",
                 "--stop-ray-on-exit",
-                *(
-                    ["--ui-dir", os.environ["BENCH_UI_DIR"]]
-                    if os.environ.get("BENCH_UI_DIR")
-                    else []
-                ),
             ],
             stdout=subprocess.PIPE,
             stderr=open(data_dir.parent / "server.log", "a"),  # noqa: SIM115 (the child's copy)
