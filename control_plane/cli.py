@@ -36,6 +36,14 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
 )
 @click.option("--db", "db_url", default="", help="Database URL (default: SQLite in --data-dir).")
 @click.option(
+    "--artifact-root",
+    default="",
+    metavar="URL",
+    help="Where node outputs and logs are stored: a directory every Ray node can reach, or an "
+    "fsspec URL such as s3://bucket/raypipe (default: artifacts/ in --data-dir). Replicas "
+    "must share it.",
+)
+@click.option(
     "--data-root",
     "data_roots",
     multiple=True,
@@ -108,6 +116,16 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     metavar="SECONDS",
     help="How often the gRPC health service checks the database (NOT_SERVING while it does "
     "not answer); 0 checks only at start-up.",
+)
+@click.option(
+    "--recording-lease-seconds",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Replicas on one PostgreSQL: how long a replica's lease on recording a run lasts "
+    "unless renewed; a dead replica's runs are taken over within 1.25 times this "
+    "(docs/deploy.md).",
 )
 @click.option(
     "--auth-tokens",
@@ -184,6 +202,7 @@ def serve(
     port: int,
     data_dir: Path,
     db_url: str,
+    artifact_root: str,
     data_roots: tuple[Path, ...],
     ray_address: str,
     stop_ray_on_exit: bool,
@@ -195,6 +214,7 @@ def serve(
     no_http: bool,
     ui_dir: Path | None,
     health_interval: float,
+    recording_lease_seconds: float,
     auth_tokens: Path | None,
     auth_jwks_url: str,
     auth_issuer: str,
@@ -233,6 +253,11 @@ def serve(
                 host=host,
                 port=port,
                 db_url=db_url,
+                artifact_root=(
+                    artifact_root
+                    if not artifact_root or "://" in artifact_root
+                    else str(Path(artifact_root).resolve())
+                ),
                 data_roots=roots,
                 ray_address=ray_address,
                 stop_ray_on_exit=stop_ray_on_exit,
@@ -242,6 +267,7 @@ def serve(
                 http_port=None if no_http else http_port,
                 ui_dir=ui_dir.resolve() if ui_dir is not None else None,
                 health_interval=health_interval,
+                recording_lease_seconds=recording_lease_seconds,
                 auth=authorizer,
                 tls=tls,
                 max_request_bytes=max_request_bytes,

@@ -112,6 +112,9 @@ class ServerConfig:
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
+        recording_lease_seconds: How long this replica's lease on recording a run lasts
+            unless renewed (control_plane.runs.supervisor; docs/deploy.md): replicas sharing
+            a PostgreSQL database take over a dead one's runs within 1.25 times this.
     """
 
     data_dir: Path
@@ -136,6 +139,7 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_streams_per_principal: int = DEFAULT_STREAMS_PER_PRINCIPAL
     health_interval: float = 5.0
+    recording_lease_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.keep_outputs not in KEEP_OUTPUTS:
@@ -149,6 +153,10 @@ class ServerConfig:
         if self.max_streams_per_principal < 0:
             raise ValueError(
                 f"max_streams_per_principal must be >= 0, not {self.max_streams_per_principal!r}"
+            )
+        if not self.recording_lease_seconds > 0:
+            raise ValueError(
+                f"recording_lease_seconds must be > 0, not {self.recording_lease_seconds!r}"
             )
         if not self.health_interval >= 0:
             raise ValueError(f"health_interval must be >= 0 seconds, not {self.health_interval!r}")
@@ -335,6 +343,7 @@ class ControlPlane:
             tracker=tracker,
             keep_outputs=cfg.keep_outputs,
             log_max_bytes=cfg.log_max_bytes,
+            lease_seconds=cfg.recording_lease_seconds,
         )
         self.supervisor.metrics = self.metrics
         self.metrics.tracker_queue.set_function(tracker.pending)

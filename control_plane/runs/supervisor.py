@@ -6,12 +6,23 @@ The graph itself is driven inside Ray (see :mod:`ray_nodes.engine`), so a run ke
 while this process is down. The engine keeps every event until it is acknowledged; this loop
 acknowledges an event only after it is committed to storage, so nothing is lost or doubled
 across a restart: a restarted control plane resumes each active run from its stored cursor.
+
+Several replicas may share one database (PostgreSQL) and one Ray cluster. Each run's events
+are recorded by one replica at a time, the holder of the run's lease in storage
+(:mod:`control_plane.storage._sql_recorders`): the replica that creates a run holds it first,
+renews all its leases every quarter of :data:`DEFAULT_LEASE_S`, claims runs whose lease has
+lapsed (their recorder died) and gives its leases up when it stops. Every write of engine
+events is fenced by the lease, so a replica that lost a run writes nothing more of it; the new
+holder resumes from the stored cursor, and the engine still holds every event after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import os
+import socket
 import threading
 import time
 import uuid
@@ -42,7 +53,14 @@ from control_plane.runs.events import (
 )
 from control_plane.runs.requests import RunRequest, undeclared_parameters
 from control_plane.runs.templates import template_values
-from control_plane.storage.repository import NewRun, Repository, RunChange
+from control_plane.storage.repository import (
+    Closable,
+    LeaseLostError,
+    NewRun,
+    RecorderLease,
+    Repository,
+    RunChange,
+)
 from control_plane.tracking import NullTracker, Tracker
 from ray_nodes.engine import ArtifactRef, Engine, EngineEvent, RunSubmission
 from ray_nodes.engine.types import NodeState as EngineNodeState
@@ -63,6 +81,15 @@ log = logging.getLogger("raypipe.runs")
 #: one, and it wakes the loop at once, so this is a backstop, not a latency: a run started on
 #: an idle server is polled for within milliseconds.
 IDLE_WAIT_S = 30.0
+#: How long a replica's lease on recording a run lasts unless it renews it: when a replica
+#: dies, another takes its runs over within this time plus a quarter of it (docs/deploy.md).
+DEFAULT_LEASE_S = 10.0
+
+
+def replica_name() -> str:
+    """A name for this process among the control-plane replicas: host, pid and a random part
+    (a restarted process on the same host and pid is another replica)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 def build_submission(
@@ -198,8 +225,15 @@ class RunSupervisor:
         tracker: Tracker | None = None,
         keep_outputs: str = "on_failure",
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        lease_seconds: float = DEFAULT_LEASE_S,
+        replica: str = "",
     ) -> None:
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be > 0, not {lease_seconds!r}")
         self._repo = repository
+        #: This replica's name in storage: the recorder of the runs it holds leases on.
+        self.replica = replica or replica_name()
+        self.lease_seconds = lease_seconds
         self.tracker: Tracker = tracker or NullTracker()
         #: Where recording is reported (control_plane.metrics); None reports nothing.
         self.metrics: Metrics | None = None
@@ -212,41 +246,100 @@ class RunSupervisor:
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
-        self._views: dict[str, RunView] = {}  # the followed runs, whole (this loop's only)
+        self._views: dict[str, RunView] = {}  # the followed runs, whole (popped under _lock)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._followed = threading.Event()  # set when a run is followed (and at stop)
         self._thread = threading.Thread(target=self._loop, name="run-supervisor", daemon=True)
+        self._leases = threading.Thread(target=self._lease_loop, name="run-leases", daemon=True)
+        self._rebuild: Callable[[str], RunSubmission | None] = lambda run_id: None
+        self._listener: Closable | None = None
 
     def start(self, rebuild: Callable[[str], RunSubmission | None]) -> None:
-        """Re-attach to every run that storage says is active, then start the loop.
+        """Take the active runs nobody records (on a SQLite file this process owns: all of
+        them), start the loop, and keep the leases (see the module's docstring).
 
         A PENDING run the engine has never heard of was stored but not submitted before the
         previous process died: ``rebuild`` recreates its submission (submitting is idempotent).
         Any other active run the engine does not know was lost with the cluster.
         """
         self.tracker.start(self._store_tracking)
-        known = set(self._engine.known_runs())
-        for run_id in self._repo.active_run_ids():
-            cursor = self._repo.engine_cursor(run_id)
-            if run_id in known:
-                self._cursors[run_id] = cursor
-                self._track(self._resume_tracking, run_id)
-                continue
-            submission = rebuild(run_id) if cursor == 0 else None
-            if submission is not None:
-                log.info("run %s: submitting again after a restart", run_id)
-                self._cursors[run_id] = 0
-                self._engine.submit(submission)
-            else:
-                self._lose(run_id)
+        self._rebuild = rebuild
+        # Other replicas' records wake this one's watchers (PostgreSQL's LISTEN/NOTIFY).
+        self._listener = self._repo.listen_runs(lambda run_id: self.notifier.notify([run_id]))
+        self._adopt(everything=not self._repo.shared)
         self._thread.start()
+        self._leases.start()
 
     def stop(self) -> None:
+        """Stop recording and give this replica's leases up: another replica takes its runs
+        at its next check instead of waiting for the leases to lapse."""
         self._stop.set()
         self._followed.set()
         self._thread.join(timeout=self._poll_timeout + 5)
+        if self._leases.is_alive():
+            self._leases.join(timeout=self.lease_seconds + 5)
+        if self._listener is not None:
+            self._listener.close()
+        try:
+            released = self._repo.release_claims(self.replica)
+            if released:
+                log.info("gave up recording %d run(s) to the other replicas", released)
+        except Exception:
+            log.exception("giving up the recording leases failed; they lapse by themselves")
         self.tracker.close()
+
+    def _lease(self) -> RecorderLease:
+        return RecorderLease(self.replica, time.time() + self.lease_seconds)
+
+    def _adopt(self, *, everything: bool = False) -> None:
+        """Claim and follow the active runs whose recorder is gone (``everything``: every
+        active run, for the sole writer of a SQLite file at start)."""
+        now = math.inf if everything else time.time()
+        found = self._repo.active_run_ids() if everything else self._repo.unclaimed_run_ids(now)
+        with self._lock:
+            candidates = [r for r in found if r not in self._cursors]
+        if not candidates:
+            return
+        known = set(self._engine.known_runs())
+        for run_id in candidates:
+            if not self._repo.claim_run(run_id, self._lease(), now=now):
+                continue  # another replica was quicker, or the run ended meanwhile
+            cursor = self._repo.engine_cursor(run_id)
+            if run_id in known:
+                log.info("run %s: recording it from engine event %d on", run_id, cursor)
+                with self._lock:
+                    self._cursors[run_id] = cursor
+                    self._views.pop(run_id, None)
+                self._track(self._resume_tracking, run_id)
+                continue
+            submission = self._rebuild(run_id) if cursor == 0 else None
+            if submission is not None:
+                log.info("run %s: submitting again after a restart", run_id)
+                self._engine.submit(submission)
+                with self._lock:
+                    self._cursors[run_id] = 0
+            else:
+                self._lose(run_id)
+        self._followed.set()
+
+    def _lease_loop(self) -> None:
+        """Renew this replica's leases, drop the runs it lost, and claim the runs whose
+        recorder died, every quarter of the lease."""
+        while not self._stop.wait(self.lease_seconds / 4):
+            try:
+                held = self._repo.renew_claims(self._lease())
+                with self._lock:
+                    lost = [r for r in self._cursors if r not in held]
+                    for run_id in lost:
+                        self._cursors.pop(run_id, None)
+                        self._views.pop(run_id, None)
+                for run_id in lost:
+                    log.warning("run %s: another replica records it now", run_id)
+                if self._repo.shared:
+                    self._adopt()
+            except Exception:
+                log.exception("keeping the recording leases failed; retrying")
 
     def start_run(self, request: RunRequest) -> run_pb2.Run:
         """Start a run: the one way every caller starts one (see :class:`RunRequest`).
@@ -317,7 +410,9 @@ class RunSupervisor:
         """
         spec_message = pipeline_spec_pb2.PipelineSpec.FromString(spec)
         keys = cache_keys(spec_message, new.parameters, run_id=new.run_id)
-        stored, created = self._repo.create_run(dataclasses.replace(new, cache_keys=keys))
+        stored, created = self._repo.create_run(
+            dataclasses.replace(new, cache_keys=keys, recorder=self._lease())
+        )
         if not created:
             return stored
         self._track(self.tracker.run_started, stored, spec_message)
@@ -376,16 +471,24 @@ class RunSupervisor:
         return run
 
     def _finish(
-        self, run_id: str, state: run_pb2.Run.State, error: run_pb2.ExecutionError
+        self,
+        run_id: str,
+        state: run_pb2.Run.State,
+        error: run_pb2.ExecutionError,
+        *,
+        fenced: bool = False,
     ) -> run_pb2.Run:
-        """Record a terminal state that the engine will never report."""
+        """Record a terminal state that the engine will never report; ``fenced``: only while
+        this replica records the run (LeaseLostError otherwise)."""
         now = datetime.now(UTC)
         event = run_pb2.RunEvent(
             type=run_pb2.RunEvent.TYPE_RUN_STATE_CHANGED, run_state=state, message=error.message
         )
         event.time.FromDatetime(now)
         run, _ = self._repo.record(
-            run_id, RunChange(state=state, end_time=now, error=error, events=[event])
+            run_id,
+            RunChange(state=state, end_time=now, error=error, events=[event]),
+            lease=self._lease() if fenced else None,
         )
         self.notifier.notify([run_id])
         self._track(self.tracker.run_finished, run)
@@ -405,11 +508,15 @@ class RunSupervisor:
     def _lose(self, run_id: str) -> None:
         """The engine does not know an active run: its supervisor (or the cluster) was lost."""
         message = "the Ray cluster lost this run (its supervisor or the cluster restarted)"
-        self._finish(
-            run_id,
-            RunState.STATE_FAILED,
-            run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
-        )
+        try:
+            self._finish(
+                run_id,
+                RunState.STATE_FAILED,
+                run_pb2.ExecutionError(type="raypipe.RunLost", message=message),
+                fenced=True,
+            )
+        except LeaseLostError:
+            return  # another replica records it now, and decides
         log.warning("run %s: %s", run_id, message)
 
     def _loop(self) -> None:
@@ -452,7 +559,16 @@ class RunSupervisor:
         # tracker hooks take, is kept up to date in a RunView (read whole once per run).
         touched = touched_nodes(ev.node_id for ev in events)
         change = fold_events(self._repo.get_run(run_id, node_ids=touched), events)
-        partial, _ = self._repo.record(run_id, change, node_ids=touched)
+        try:
+            partial, _ = self._repo.record(run_id, change, node_ids=touched, lease=self._lease())
+        except LeaseLostError:
+            # This replica's lease lapsed and another took the run: it records (and
+            # acknowledges) these events from the stored cursor on.
+            log.warning("run %s: another replica records it now", run_id)
+            with self._lock:
+                self._cursors.pop(run_id, None)
+                self._views.pop(run_id, None)
+            return
         view = self._views.get(run_id)
         if view is None:
             stored = self._repo.get_run(run_id)

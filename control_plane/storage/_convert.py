@@ -179,6 +179,8 @@ def new_run_rows(
         "engine_cursor": 0,
         "next_event_sequence": 1,
         "creator": new.creator,
+        "recorder": new.recorder.holder if new.recorder else None,
+        "recorder_until": new.recorder.until if new.recorder else None,
     }
     nodes = [
         {

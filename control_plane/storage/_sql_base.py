@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ class SqlBase:
                 which replicas share, nothing changes.
         """
         self.url = normalize_url(url)
+        #: This repository's id in cross-replica notifications (:mod:`._notify`): a process
+        #: skips its own.
+        self._origin = uuid.uuid4().hex
         self._closed = False
         self._claim: filelock.BaseFileLock | None = None
         self._cache: PipelineCache | None = None

@@ -16,6 +16,7 @@ from control_plane.storage._convert import (
     run_from_row,
     to_micros,
 )
+from control_plane.storage._notify import notify_run
 from control_plane.storage._paging import decode_token, page_limit, query_digest
 from control_plane.storage._queries import (
     before,
@@ -37,7 +38,14 @@ from control_plane.storage._tables import (
     run_events,
     runs,
 )
-from control_plane.storage.repository import NewRun, Page, RunChange, RunFilter
+from control_plane.storage.repository import (
+    LeaseLostError,
+    NewRun,
+    Page,
+    RecorderLease,
+    RunChange,
+    RunFilter,
+)
 from raypipe.v1 import run_pb2
 
 #: Node states whose output a later run may reuse through the cross-run cache.
@@ -160,10 +168,21 @@ class RunQueries(SqlBase):
         )
 
     def record(
-        self, run_id: str, change: RunChange, *, node_ids: Collection[str] | None = None
+        self,
+        run_id: str,
+        change: RunChange,
+        *,
+        node_ids: Collection[str] | None = None,
+        lease: RecorderLease | None = None,
     ) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
         """Apply ``change`` to the run in one transaction; returns the run (with only the nodes
-        in ``node_ids`` when given) and the stored events."""
+        in ``node_ids`` when given) and the stored events.
+
+        With ``lease``, the change is fenced: it is written only while ``lease.holder`` is the
+        run's recorder (and renews its lease), in the same statement that locks the run's
+        row, so a replica that lost the run to another writes nothing (LeaseLostError). On
+        PostgreSQL, stored events notify the other replicas' watchers at commit
+        (:mod:`._notify`)."""
         now = _now()
         values: dict[str, Any] = {"update_time": now}
         if change.state is not None:
@@ -183,16 +202,21 @@ class RunQueries(SqlBase):
             values["engine_cursor"] = change.engine_cursor
         if change.events:
             values["next_event_sequence"] = runs.c.next_event_sequence + len(change.events)
+        update = runs.update().where(runs.c.id == run_id)
+        if lease is not None:
+            update = update.where(runs.c.recorder == lease.holder)
+            values["recorder_until"] = lease.until
+        if change.state is not None and change.state not in ACTIVE_RUN_STATES:
+            values["recorder"] = values["recorder_until"] = None  # nobody records it now
         with self._write() as conn:
             # The UPDATE locks the run's row, so concurrent records of one run take turns
             # and their events get consecutive sequence numbers.
             next_sequence = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(values)
-                .returning(runs.c.next_event_sequence)
+                update.values(values).returning(runs.c.next_event_sequence)
             ).scalar()
             if next_sequence is None:
+                if lease is not None and self._exists(runs, runs.c.id == run_id):
+                    raise LeaseLostError(f"run {run_id!r} is not recorded by {lease.holder}")
                 raise run_not_found(run_id)
             if change.node_updates:
                 replace_nodes(conn, run_id, change.node_updates)
@@ -213,6 +237,8 @@ class RunQueries(SqlBase):
                         for e in events
                     ],
                 )
+                if conn.dialect.name == "postgresql":
+                    notify_run(conn, run_id, self._origin)  # the other replicas' watchers
             return self._load_run(conn, run_id, node_ids), events
 
     def list_events(self, run_id: str, *, after_sequence: int = 0) -> list[run_pb2.RunEvent]:

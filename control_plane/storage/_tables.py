@@ -153,6 +153,11 @@ runs = sa.Table(
     sa.Column("engine_cursor", sa.BigInteger, nullable=False),
     # The sequence number the run's next event gets (events count from 1 without gaps).
     sa.Column("next_event_sequence", sa.BigInteger, nullable=False),
+    # The control-plane replica that records the run's engine events, and when its lease
+    # lapses (seconds since the epoch) unless it renews it; NULL when nobody records the run
+    # (migration 0006; control_plane.runs.supervisor).
+    sa.Column("recorder", sa.String(128), nullable=True),
+    sa.Column("recorder_until", sa.Float, nullable=True),
     # CreateRun retried with the same request_id returns the first run.
     sa.Index(
         "uq_runs_request_id",

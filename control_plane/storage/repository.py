@@ -9,7 +9,7 @@ the control plane's :mod:`control_plane.errors` (``NotFoundError``, ``AlreadyExi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -20,6 +20,10 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,25 @@ class RunChange:
 
 
 @dataclass(frozen=True)
+class RecorderLease:
+    """A control-plane replica's lease on recording a run (docs/deploy.md).
+
+    Attributes:
+        holder: The replica's id (unique per process).
+        until: When the lease lapses unless renewed, in seconds since the epoch.
+    """
+
+    holder: str
+    until: float
+
+
+class LeaseLostError(Exception):
+    """A fenced write found that another replica records the run now: nothing was written,
+    and the caller stops recording the run. (Internal to the control plane, never an API
+    error.)"""
+
+
+@dataclass(frozen=True)
 class NewRun:
     """What CreateRun stores. The run starts PENDING with one PENDING record per node."""
 
@@ -91,6 +114,9 @@ class NewRun:
     cache_keys: Mapping[str, str] = field(default_factory=dict)
     #: Who created it (Run.creator).
     creator: str = ""
+    #: The replica that will record it (the one that creates it), when runs are recorded
+    #: under leases.
+    recorder: RecorderLease | None = None
 
 
 class Repository(Protocol):
@@ -166,10 +192,17 @@ class Repository(Protocol):
         ...
 
     def record(
-        self, run_id: str, change: RunChange, *, node_ids: Collection[str] | None = None
+        self,
+        run_id: str,
+        change: RunChange,
+        *,
+        node_ids: Collection[str] | None = None,
+        lease: RecorderLease | None = None,
     ) -> tuple[run_pb2.Run, list[run_pb2.RunEvent]]:
         """Apply a change atomically; returns the run after it (with only the nodes in
-        ``node_ids`` when given) and the events as stored."""
+        ``node_ids`` when given) and the events as stored. With ``lease``, only while its
+        holder records the run (renewing the lease to its ``until``); otherwise nothing is
+        written and LeaseLostError is raised."""
         ...
 
     def list_events(self, run_id: str, *, after_sequence: int = 0) -> list[run_pb2.RunEvent]: ...
@@ -178,6 +211,39 @@ class Repository(Protocol):
 
     def active_run_ids(self) -> list[str]:
         """Ids of runs that are not terminal (PENDING, RUNNING, CANCELLING), oldest first."""
+        ...
+
+    # --- who records which run (control-plane replicas; docs/deploy.md) ------------------------
+    @property
+    def shared(self) -> bool:
+        """Whether other control-plane processes may write this store (PostgreSQL); False
+        for a SQLite file this process has claimed, whose runs it may take at once."""
+        ...
+
+    def claim_run(self, run_id: str, lease: RecorderLease, *, now: float) -> bool:
+        """Make ``lease.holder`` the recorder of an active run nobody else holds a live lease
+        on (no lease, or one that lapsed before ``now``, or its own); True when it is."""
+        ...
+
+    def unclaimed_run_ids(self, now: float) -> list[str]:
+        """Active runs whose recording lease is missing or lapsed before ``now``, oldest
+        first: those a replica may claim."""
+        ...
+
+    def renew_claims(self, lease: RecorderLease) -> set[str]:
+        """Extend every lease ``lease.holder`` holds on an active run to ``lease.until``;
+        returns those runs (a run missing from them is recorded elsewhere now, or ended)."""
+        ...
+
+    def release_claims(self, holder: str) -> int:
+        """Give up ``holder``'s leases (a replica stopping), so another replica takes its
+        runs at once; returns how many it held."""
+        ...
+
+    def listen_runs(self, callback: Callable[[str], None]) -> Closable | None:
+        """Call ``callback(run_id)`` whenever another process records events of a run (on
+        PostgreSQL, through LISTEN/NOTIFY), until the returned handle is closed; None where
+        the store has no such channel (SQLite: one process writes it)."""
         ...
 
     def count_runs_by_state(self) -> dict[int, int]:

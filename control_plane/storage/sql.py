@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from control_plane.storage._engine import normalize_url
 from control_plane.storage._sql_pipelines import PipelineQueries
+from control_plane.storage._sql_recorders import RecorderQueries
 from control_plane.storage._sql_runs import RunQueries
 
 __all__ = ["SqlRepository", "normalize_url", "open_repository"]
@@ -32,10 +33,11 @@ def open_repository(url: str, *, exclusive: bool = False) -> SqlRepository:
     return repository
 
 
-class SqlRepository(PipelineQueries, RunQueries):
+class SqlRepository(PipelineQueries, RunQueries, RecorderQueries):
     """Pipelines, versions, runs and their history in SQLite or PostgreSQL. Thread-safe.
 
     ``SqlRepository(url, exclusive=...)`` connects lazily; :func:`open_repository` also
-    migrates. The queries live by domain in :mod:`._sql_pipelines` and :mod:`._sql_runs`, on
+    migrates. The queries live by domain in :mod:`._sql_pipelines`, :mod:`._sql_runs` and
+    :mod:`._sql_recorders` (which replica records which run), on
     the connections and transactions of :mod:`._sql_base`.
     """
