@@ -118,6 +118,15 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     "not answer); 0 checks only at start-up.",
 )
 @click.option(
+    "--autoscaler-wait-seconds",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On a Ray cluster with an autoscaler: how long a node that no Ray node can hold "
+    "waits for one to be added before it fails (without an autoscaler it fails at once).",
+)
+@click.option(
     "--recording-lease-seconds",
     type=click.FloatRange(min=0.5),
     default=10.0,
@@ -214,6 +223,7 @@ def serve(
     no_http: bool,
     ui_dir: Path | None,
     health_interval: float,
+    autoscaler_wait_seconds: float,
     recording_lease_seconds: float,
     auth_tokens: Path | None,
     auth_jwks_url: str,
@@ -268,6 +278,7 @@ def serve(
                 ui_dir=ui_dir.resolve() if ui_dir is not None else None,
                 health_interval=health_interval,
                 recording_lease_seconds=recording_lease_seconds,
+                capacity_wait_seconds=autoscaler_wait_seconds,
                 auth=authorizer,
                 tls=tls,
                 max_request_bytes=max_request_bytes,

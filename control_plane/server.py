@@ -112,6 +112,9 @@ class ServerConfig:
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
+        capacity_wait_seconds: On a Ray cluster with an autoscaler, how long a node that no
+            Ray node can hold waits for the autoscaler to add one before it fails (without
+            an autoscaler such a node fails at once; docs/runs.md).
         recording_lease_seconds: How long this replica's lease on recording a run lasts
             unless renewed (control_plane.runs.supervisor; docs/deploy.md): replicas sharing
             a PostgreSQL database take over a dead one's runs within 1.25 times this.
@@ -140,6 +143,7 @@ class ServerConfig:
     max_streams_per_principal: int = DEFAULT_STREAMS_PER_PRINCIPAL
     health_interval: float = 5.0
     recording_lease_seconds: float = 10.0
+    capacity_wait_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.keep_outputs not in KEEP_OUTPUTS:
@@ -153,6 +157,10 @@ class ServerConfig:
         if self.max_streams_per_principal < 0:
             raise ValueError(
                 f"max_streams_per_principal must be >= 0, not {self.max_streams_per_principal!r}"
+            )
+        if not self.capacity_wait_seconds >= 0:
+            raise ValueError(
+                f"capacity_wait_seconds must be >= 0, not {self.capacity_wait_seconds!r}"
             )
         if not self.recording_lease_seconds > 0:
             raise ValueError(
@@ -344,6 +352,7 @@ class ControlPlane:
             keep_outputs=cfg.keep_outputs,
             log_max_bytes=cfg.log_max_bytes,
             lease_seconds=cfg.recording_lease_seconds,
+            capacity_wait_s=cfg.capacity_wait_seconds,
         )
         self.supervisor.metrics = self.metrics
         self.metrics.tracker_queue.set_function(tracker.pending)
@@ -355,6 +364,7 @@ class ControlPlane:
                 data_roots=data_roots,
                 keep_outputs=cfg.keep_outputs,
                 log_max_bytes=cfg.log_max_bytes,
+                capacity_wait_s=cfg.capacity_wait_seconds,
             )
         )
         runs = RunService(repo, self.supervisor)

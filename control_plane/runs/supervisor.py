@@ -81,6 +81,8 @@ log = logging.getLogger("raypipe.runs")
 #: one, and it wakes the loop at once, so this is a backstop, not a latency: a run started on
 #: an idle server is polled for within milliseconds.
 IDLE_WAIT_S = 30.0
+#: How long a node that no Ray node can hold waits for the cluster's autoscaler to add one.
+DEFAULT_CAPACITY_WAIT_S = 600.0
 #: How long a replica's lease on recording a run lasts unless it renews it: when a replica
 #: dies, another takes its runs over within this time plus a quarter of it (docs/deploy.md).
 DEFAULT_LEASE_S = 10.0
@@ -101,6 +103,7 @@ def build_submission(
     reuse: Mapping[str, tuple[str, tuple[ArtifactRef, ...]]] | None = None,
     keep_outputs: str = "on_failure",
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    capacity_wait_s: float = DEFAULT_CAPACITY_WAIT_S,
 ) -> RunSubmission:
     """What the engine needs to execute a stored run."""
     run_id = run.name.removeprefix("runs/")
@@ -117,6 +120,7 @@ def build_submission(
         scheduled_time=scheduled_time,
         keep_outputs=keep_outputs,
         log_max_bytes=log_max_bytes,
+        capacity_wait_s=capacity_wait_s,
     )
 
 
@@ -128,6 +132,7 @@ def rebuild_submission(
     data_roots: tuple[str, ...],
     keep_outputs: str = "on_failure",
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    capacity_wait_s: float = DEFAULT_CAPACITY_WAIT_S,
 ) -> RunSubmission | None:
     """The submission of a stored run (a retry's reuse comes from the run it retries)."""
     run = repo.get_run(run_id)
@@ -153,6 +158,7 @@ def rebuild_submission(
         reuse=reuse,
         keep_outputs=keep_outputs,
         log_max_bytes=log_max_bytes,
+        capacity_wait_s=capacity_wait_s,
     )
 
 
@@ -227,6 +233,7 @@ class RunSupervisor:
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
         lease_seconds: float = DEFAULT_LEASE_S,
         replica: str = "",
+        capacity_wait_s: float = DEFAULT_CAPACITY_WAIT_S,
     ) -> None:
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be > 0, not {lease_seconds!r}")
@@ -243,6 +250,8 @@ class RunSupervisor:
         self.data_roots = data_roots
         self.keep_outputs = keep_outputs
         self.log_max_bytes = log_max_bytes
+        #: How long a node waits for an autoscaler to add a Ray node that can hold it.
+        self.capacity_wait_s = capacity_wait_s
         self._poll_timeout = poll_timeout
         self.notifier = RunNotifier()
         self._cursors: dict[str, int] = {}
@@ -426,6 +435,7 @@ class RunSupervisor:
             reuse=reuse,
             keep_outputs=self.keep_outputs,
             log_max_bytes=self.log_max_bytes,
+            capacity_wait_s=self.capacity_wait_s,
         )
         try:
             self.submit(submission)

@@ -6,7 +6,10 @@ Plain Ray waits forever for a resource that no node of the cluster has. Before a
 submitted, each node's demand is compared with the largest total that any single alive node
 offers: a GPU node on a CPU-only cluster fails at once, naming the node and the resource
 (or, with ``GPU_POLICY_PREFERRED``, runs on CPU and says so). A node that merely has to
-wait for busy resources is not affected.
+wait for busy resources is not affected. On a cluster with an autoscaler (its cluster config
+in Ray's autoscaler state lists node types), a node type that could hold the demand counts
+too: the node waits for the autoscaler instead (the supervisor bounds the wait). The
+supervisor checks the same while nodes wait, since nodes leave clusters.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class CompiledNode:
     timeout_s: float = 0.0
     fail_fast: bool = True
     impossible_failure: NodeFailure | None = None
+    #: The resources one node of the cluster must hold for it: CPU, GPU, memory (bytes),
+    #: ``accelerator_type:X``.
+    demand: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,17 +64,36 @@ def cluster_capacity() -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
+def autoscaling_capacity() -> list[dict[str, float]] | None:
+    """The resources of each node type the cluster's autoscaler may start (the cluster config
+    it reports to Ray's autoscaler state, as KubeRay's and Ray's own do); None when the
+    cluster has no autoscaler."""
+    from ray._private.state import state
+
+    try:
+        config = state.get_cluster_config()
+    except Exception:  # an older GCS, or none to ask: no autoscaler that we can see
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [
+        {key: float(value) for key, value in group.resources.items()}
+        for group in config.node_group_configs
+        if group.max_count != 0
+    ]
+
+
 def _seconds(duration: Any) -> float:
     return duration.seconds + duration.nanos / 1e9
 
 
-def _describe(capacity: list[dict[str, float]]) -> str:
+def describe_capacity(capacity: list[dict[str, float]]) -> str:
     cpus = max((n.get("CPU", 0.0) for n in capacity), default=0.0)
     gpus = max((n.get("GPU", 0.0) for n in capacity), default=0.0)
     return f"largest node: {cpus:g} CPUs, {gpus:g} GPUs; {len(capacity)} node(s)"
 
 
-def _missing(demand: Mapping[str, float], capacity: list[dict[str, float]]) -> str | None:
+def missing_resources(demand: Mapping[str, float], capacity: list[dict[str, float]]) -> str | None:
     """Why no single node can ever hold ``demand``, or None if one can."""
     if any(all(node.get(k, 0.0) >= v for k, v in demand.items() if v > 0) for node in capacity):
         return None
@@ -93,13 +118,15 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
     parameters = run_parameters(spec, sub.parameters)
     fail_fast = spec.failure_policy != pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT
     capacity = cluster_capacity()
+    # What an autoscaler could add counts as capacity: such a node waits (bounded) instead.
+    reachable = capacity + (autoscaling_capacity() or [])
     verdicts: dict[tuple[tuple[str, float], ...], str | None] = {}
 
     def missing(demand: Mapping[str, float]) -> str | None:
         # Most nodes of a big graph ask for the same resources: judge each demand once.
         key = tuple(sorted(demand.items()))
         if key not in verdicts:
-            verdicts[key] = _missing(demand, capacity)
+            verdicts[key] = missing_resources(demand, reachable)
         return verdicts[key]
 
     by_id = {n.id: n for n in spec.nodes}
@@ -138,7 +165,9 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
                 demand = cpu_only
         if why:
             failure = NodeFailure(
-                node_id, RESOURCE_ERROR, f"node {node_id!r} asks for {why} ({_describe(capacity)})"
+                node_id,
+                RESOURCE_ERROR,
+                f"node {node_id!r} asks for {why} ({describe_capacity(capacity)})",
             )
             impossible[node_id] = failure
         retry = node.retry
@@ -190,6 +219,7 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
                 timeout_s=_seconds(node.timeout) if node.HasField("timeout") else 0.0,
                 fail_fast=fail_fast,
                 impossible_failure=failure,
+                demand={k: v for k, v in demand.items() if v > 0},
             )
         )
     return CompiledRun(nodes=tuple(compiled), impossible=impossible, fail_fast=fail_fast)

@@ -8,6 +8,12 @@ parent; and a per-run ``runtime_env`` label would split Ray's worker pool by run
 created once and lives in Ray, not in the control plane: a run keeps going, and its events
 are kept, while the control plane is down. Events are held until the control plane
 acknowledges them (after it has stored them), so a restarted control plane loses none.
+
+Nodes leave clusters. While nodes of its runs wait to be placed, the actor checks every
+:data:`CAPACITY_CHECK_S` that some alive node could still hold each one: a node whose every
+eligible Ray node has gone (the only GPU worker left) fails naming the resource instead of
+waiting forever, as plain Ray would; on a cluster with an autoscaler that could add such a
+node, it first waits up to the run's ``capacity_wait_s``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,15 @@ import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
 from ray_nodes.engine.artifacts import store_output
-from ray_nodes.engine.compiler import CompiledNode, compile_run
+from ray_nodes.engine.compiler import (
+    RESOURCE_ERROR,
+    CompiledNode,
+    autoscaling_capacity,
+    cluster_capacity,
+    compile_run,
+    describe_capacity,
+    missing_resources,
+)
 from ray_nodes.engine.event_log import EventLog, RunLog
 from ray_nodes.engine.harvester import Harvester
 from ray_nodes.engine.task import NodeError, NodeOutcome, execute_node, load_reused
@@ -47,6 +61,8 @@ CANCEL_GRACE_S = 2.0
 STORE_OUTPUTS_TIMEOUT_S = 600.0
 #: How long a running node's report waits for its upstream nodes' ends to be reported first.
 UPSTREAM_REPORT_WAIT_S = 5.0
+#: How often the nodes waiting to be placed are checked against the cluster's nodes.
+CAPACITY_CHECK_S = 2.0
 
 _execute = ray.remote(num_returns=2)(execute_node)
 _load = ray.remote(load_reused)
@@ -65,6 +81,10 @@ class _Node:
     failure: NodeFailure | None = None
     cancel_sent: bool = False
     output_stored: bool = True
+    #: Why no node of the cluster can run it any more (set by the capacity check).
+    stranded: NodeFailure | None = None
+    #: When the capacity check first found no alive node for it (monotonic; 0: it fits).
+    unplaceable_since: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -87,6 +107,8 @@ class Supervisor:
         self._runs: dict[str, _Run] = {}
         self._log = EventLog()
         self._harvester = Harvester()
+        self._capacity_watch: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Future[None]] = set()  # stranded nodes' cancels in flight
         # The harvester's ray.get calls are on results ray.wait found ready (timeout=0): they
         # never block the loop, so Ray's warning about blocking gets would only mislead.
         os.environ.setdefault("RAY_WARN_BLOCKING_GET_INSIDE_ASYNC", "0")
@@ -120,6 +142,8 @@ class Supervisor:
         for node_id in compiled.impossible:
             run.nodes[node_id].state = NodeState.FAILED
         await self._submit(run, compiled)
+        if self._capacity_watch is None or self._capacity_watch.done():
+            self._capacity_watch = asyncio.ensure_future(self._watch_capacity())
         await asyncio.gather(*(self._follow(run, node) for node in run.nodes.values()))
         await self._finish(run)
         return "done"
@@ -150,6 +174,13 @@ class Supervisor:
         return "ok"
 
     # --- the node tasks' calls -------------------------------------------------------------
+    async def attempts_made(self, run_id: str, node_id: str) -> int:
+        """The highest attempt of the node reported so far (0 if none): a task that Ray runs
+        again after a system failure (its worker or node died) numbers its attempts on."""
+        run = self._runs.get(run_id)
+        node = run.nodes.get(node_id) if run else None
+        return node.attempt if node is not None else 0
+
     async def node_started(
         self,
         run_id: str,
@@ -283,7 +314,9 @@ class Supervisor:
             await self._fail(run, node, t.error)
             return
         except Exception as e:
-            if run.cancelled or node.cancel_sent or isinstance(e, TaskCancelledError):
+            if node.stranded is not None:
+                await self._fail_with(run, node, node.stranded)
+            elif run.cancelled or node.cancel_sent or isinstance(e, TaskCancelledError):
                 await self._end(run, node, NodeState.CANCELLED, "cancelled")
             else:
                 await self._fail(run, node, e)
@@ -388,7 +421,10 @@ class Supervisor:
         cause = exc.cause if isinstance(exc, RayTaskError) else exc
         if isinstance(cause, NodeError) and cause.attempt and cause.start_time:
             await self._running(run, node, cause.attempt, cause.start_time, "")
-        failure = node.failure = _failure(node.plan.node_id, exc)
+        await self._fail_with(run, node, _failure(node.plan.node_id, exc))
+
+    async def _fail_with(self, run: _Run, node: _Node, failure: NodeFailure) -> None:
+        node.failure = failure
         node.state = NodeState.FAILED
         await self._emit(
             run,
@@ -431,6 +467,53 @@ class Supervisor:
                 ray.cancel(node.out_ref, force=True)
             except Exception:
                 log.debug("force cancel failed", exc_info=True)
+
+    async def _watch_capacity(self) -> None:
+        """While runs are driven: fail the nodes that no alive node of the cluster can hold
+        any more (see the module's docstring)."""
+        while any(not run.terminal for run in self._runs.values()):
+            await asyncio.sleep(CAPACITY_CHECK_S)
+            waiting = [
+                (run, node)
+                for run in self._runs.values()
+                if not run.terminal and not run.cancelled
+                for node in run.nodes.values()
+                if node.state not in TERMINAL_NODE_STATES
+                and node.stranded is None
+                and node.out_ref is not None
+                and node.plan.node_id not in run.submission.reuse
+                and all(run.nodes[u].done.is_set() for u in node.plan.upstream)
+            ]
+            if not waiting:
+                continue
+            try:
+                capacity = await asyncio.to_thread(cluster_capacity)
+                scalable = await asyncio.to_thread(autoscaling_capacity)
+            except Exception:
+                log.warning("reading the cluster's nodes failed; checking again", exc_info=True)
+                continue
+            now = time.monotonic()
+            for run, node in waiting:
+                why = missing_resources(node.plan.demand, capacity)
+                if why is None:
+                    node.unplaceable_since = 0.0
+                    continue
+                node.unplaceable_since = node.unplaceable_since or now
+                waited = now - node.unplaceable_since
+                if scalable is not None and missing_resources(node.plan.demand, scalable) is None:
+                    if waited < run.submission.capacity_wait_s:
+                        continue  # the autoscaler may add a node that can hold it
+                    why += f", and the autoscaler added none in {waited:.0f} s"
+                node.stranded = NodeFailure(
+                    node.plan.node_id,
+                    RESOURCE_ERROR,
+                    f"node {node.plan.node_id!r} asks for {why} ({describe_capacity(capacity)}): "
+                    "the nodes that could run it have left the cluster",
+                )
+                log.warning("run %s: %s", run.submission.run_id, node.stranded.message)
+                stopping = asyncio.ensure_future(self._stop_task(node))  # _settle reports it
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
 
     async def _cancel_nodes(self, run: _Run) -> None:
         ready = [

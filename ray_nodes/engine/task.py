@@ -231,6 +231,22 @@ def _retryable(plan: NodePlan, exc: BaseException) -> bool:
     return plan.retry_application_errors
 
 
+def _attempts_before(plan: NodePlan, supervisor: Any) -> int:
+    """How many attempts of this node ran before this execution of its task: 0 the first
+    time; after Ray re-executed the task (a system failure), the highest attempt the
+    supervisor heard of, and at least one per earlier execution (an attempt killed before it
+    reported counts too)."""
+    try:
+        worker: Any = ray._private.worker.global_worker
+        executions = worker.core_worker.get_current_task_attempt_number()
+    except AttributeError:  # no such call in this Ray: count from 1 again
+        return 0
+    if not executions:
+        return 0
+    reported = ray.get(supervisor.attempts_made.remote(plan.run_id, plan.node_id), timeout=60)
+    return max(int(reported), int(executions))
+
+
 def _backoff(plan: NodePlan, attempt: int) -> float:
     delay = plan.initial_backoff * plan.backoff_multiplier ** (attempt - 1)
     return min(delay, plan.max_backoff) if plan.max_backoff > 0 else delay
@@ -277,7 +293,11 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
     ray_node = (runtime.get_node_id() or "", ray.util.get_node_ip_address())
     gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
     supervisor = _handle(plan.namespace)
-    attempt = 0
+    # Attempts count on across Ray's own re-executions of this task after a system failure
+    # (a worker or node died mid-attempt), so the record shows every try; the retry policy's
+    # budget for application errors is per execution, as Ray's max_retries is for the rest.
+    first = _attempts_before(plan, supervisor)
+    attempt = first
     while True:
         attempt += 1
         started = time.time()
@@ -314,8 +334,8 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
             _StartedReport.disarm()
             tail = log.tail() if log is not None else ()
             _close_log(log, f"attempt {attempt} failed:\n{traceback.format_exc()}".rstrip())
-            if attempt <= plan.max_retries and _retryable(plan, exc):
-                delay = _backoff(plan, attempt)
+            if attempt - first <= plan.max_retries and _retryable(plan, exc):
+                delay = _backoff(plan, attempt - first)
                 supervisor.node_progress.remote(
                     plan.run_id,
                     plan.node_id,

@@ -133,6 +133,9 @@ class RunSubmission:
     keep_outputs: str = "on_failure"
     #: The text each node attempt's log keeps, head and tail (ray_nodes.logs); 0 keeps none.
     log_max_bytes: int = DEFAULT_MAX_BYTES
+    #: On a cluster with an autoscaler: how long a node that no node of the cluster can hold
+    #: waits for the autoscaler to add one (of a node type that can) before it fails.
+    capacity_wait_s: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,10 @@ def _remote(fn: Callable[..., Any]) -> Any:
     import ray
 
     # One CPU each: a blocked parent (this node, waiting in ray.get) lends its own CPUs
-    # back to Ray, so the partitions can use every core the cluster has.
-    return ray.remote(num_cpus=1, max_retries=1)(fn)
+    # back to Ray, so the partitions can use every core the cluster has. SPREAD: over every
+    # node of a multi-node cluster (Ray's default packs tasks onto the submitter's node until
+    # it is busy); on one node it is the same as the default.
+    return ray.remote(num_cpus=1, max_retries=1, scheduling_strategy="SPREAD")(fn)
 
 
 class RayRunner:

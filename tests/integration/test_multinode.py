@@ -1,7 +1,12 @@
 """raypipe on a Ray cluster of several raylets on this machine: `raypipe serve` starts its
 head, and two workers join it with `ray start --address` (one declaring a logical GPU and a
 custom resource, one with CPUs only). A node that asks for a GPU runs on the GPU worker; every
-node records the Ray node it ran on.
+node records the Ray node it ran on; the preprocessor's partitions spread over both workers
+and still equal pandas; a raylet killed with kill -9 in the middle of a node costs one retry
+elsewhere; a node whose only eligible worker leaves fails naming the resource; and with an
+autoscaler's cluster config in Ray's autoscaler state, a GPU node waits for a GPU worker.
+
+The tests share one cluster and run in this file's order: the later ones take workers away.
 
 Each worker runs `ray start --block` as a child process of the test in a session of its own,
 so terminating it stops exactly that raylet and its processes; the server stops its head
@@ -18,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import psutil
 import pytest
 
 import raypipe
 from ray_nodes.cluster import find_local_head
 from raypipe.v1 import run_pb2
 from tests.integration.conftest import ServerProcess, ray_free_env
+from tests.unit.test_node_preprocessor import messy_frame, pandas_result
 
 RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 #: A small object store per raylet: three of them share this machine's memory.
@@ -34,6 +42,7 @@ STORE_BYTES = 200 * 1024 * 1024
 class Cluster:
     server: ServerProcess
     env: dict[str, str]
+    tmp: Path
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def join(self, name: str, log: Path, *args: str, attempts: int = 3) -> None:
@@ -90,6 +99,25 @@ class Cluster:
         )
         return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
+    def driver(self, script: str) -> str:
+        """Run ``script`` as a driver of the cluster (a process of its own); its stdout."""
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**ray_free_env(), **self.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    def kill_raylet(self, name: str) -> None:
+        """kill -9 the raylet of worker ``name`` (its other processes notice and end)."""
+        children = psutil.Process(self.workers[name].pid).children(recursive=True)
+        (raylet,) = [p for p in children if p.name() == "raylet"]
+        raylet.kill()
+        self.workers[name].wait(timeout=120)  # `ray start --block` exits once its raylet died
+
     def stop(self) -> None:
         for worker in self.workers.values():
             if worker.poll() is None:
@@ -106,12 +134,18 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("multinode")
     server = ServerProcess(
-        tmp / "data", "--stop-ray-on-exit", "--no-mlflow-tracking", "--no-http", own_ray=True
+        tmp / "data",
+        "--stop-ray-on-exit",
+        "--no-mlflow-tracking",
+        "--no-http",
+        "--data-root",
+        str(tmp),
+        own_ray=True,
     )
     server.start(timeout=180)
     head = find_local_head(tmp / "data" / "ray")
     assert head is not None, "the server started no local head"
-    built = Cluster(server, head.client_env())
+    built = Cluster(server, head.client_env(), tmp)
     try:
         built.join(
             "gpu",
@@ -167,3 +201,159 @@ def test_a_gpu_node_runs_on_the_gpu_worker_and_every_node_records_its_ray_node(
         assert execution.ray_node_address == by_id[execution.ray_node_id]["address"]
     # Four one-CPU nodes at once do not fit the head's two CPUs: they spread over raylets.
     assert len({placed[f"prep{i}"] for i in range(4)} | {placed["start"]}) >= 2
+
+
+def node_ids_of_tasks(cluster: Cluster, prefix: str) -> list[str]:
+    """The Ray node of every task whose name starts with ``prefix`` (Ray's State API)."""
+    code = (
+        "import json, ray\n"
+        "from ray.util.state import list_tasks\n"
+        "ray.init(log_to_driver=False)\n"
+        "tasks = list_tasks(limit=10000, detail=True, raise_on_missing_output=False)\n"
+        f"print(json.dumps([t.node_id for t in tasks if (t.name or '').startswith({prefix!r})"
+        " and t.state == 'FINISHED']))\n"
+    )
+    return list(json.loads(cluster.driver(code).strip().splitlines()[-1]))
+
+
+def test_the_preprocessors_partitions_spread_over_both_workers_and_equal_pandas(
+    cluster: Cluster,
+) -> None:
+    frame = messy_frame(6000, seed=11)
+    path = cluster.tmp / "messy.csv"
+    frame.to_csv(path, index=False)
+    spec: dict[str, Any] = {
+        "nodes": [
+            {"id": "load", "type": "data_loader", "params": {"path": str(path)}},
+            {
+                "id": "clean",
+                "type": "data_preprocessor",
+                "depends_on": ["load"],
+                "params": {"drop_duplicates": True, "fill_missing": "median", "partitions": 6},
+                "cache": {"enabled": True},  # its output is stored: the test reads it back
+            },
+        ]
+    }
+    with raypipe.Client(cluster.server.address) as client:
+        client.apply(spec, pipeline="spread")
+        run = client.wait_run(client.create_run("spread"), timeout=300)
+    assert run.state == run_pb2.Run.STATE_SUCCEEDED, run.error
+    (clean,) = [n for n in run.nodes if n.node_id == "clean"]
+    assert clean.metrics["partitions"] == 6
+    got = pd.read_parquet(clean.artifacts[0].uri)
+    expected = pandas_result(pd.read_csv(path), True, False, "median", None)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    placed = node_ids_of_tasks(cluster, "spread/clean/")
+    assert len(placed) >= 6  # the partition tasks of the node's rounds
+    for name in ("gpu", "cpu"):
+        assert worker_id(cluster, name) in placed, (name, placed)
+
+
+def test_a_raylet_killed_mid_node_costs_one_retry_elsewhere_and_the_run_completes(
+    cluster: Cluster,
+) -> None:
+    sleeper = {"type": "noop", "params": {"sleep_seconds": 12}, "retry": {"max_retries": 1}}
+    spec: dict[str, Any] = {
+        # Two CPUs each: one fits the head, the other the CPU worker (the GPU worker has one).
+        "nodes": [
+            {"id": node_id, **sleeper, "resources": {"num_cpus": 2}} for node_id in ("a", "b")
+        ]
+    }
+    cpu_worker = worker_id(cluster, "cpu")
+    with raypipe.Client(cluster.server.address) as client:
+        client.apply(spec, pipeline="survivor")
+        run = client.create_run("survivor")
+        deadline = time.monotonic() + 120
+        while True:
+            placed = {n.node_id: n.ray_node_id for n in client.get_run(run).nodes}
+            if all(placed.values()):
+                break
+            assert time.monotonic() < deadline, placed
+            time.sleep(0.5)
+        assert cpu_worker in placed.values(), placed  # one of them runs on the CPU worker
+        victim = next(node_id for node_id, where in placed.items() if where == cpu_worker)
+        cluster.kill_raylet("cpu")
+        done = client.wait_run(run, timeout=300)
+    assert done.state == run_pb2.Run.STATE_SUCCEEDED, done.error
+    by_id = {n.node_id: n for n in done.nodes}
+    assert by_id[victim].attempt == 2  # Ray ran it again: the record counts both tries
+    assert by_id[victim].ray_node_id != cpu_worker  # elsewhere
+    survivor = "a" if victim == "b" else "b"
+    assert by_id[survivor].attempt == 1
+
+
+def test_a_node_whose_only_eligible_worker_left_fails_naming_the_resource(
+    cluster: Cluster,
+) -> None:
+    spec: dict[str, Any] = {
+        "nodes": [
+            {"id": "first", "type": "noop", "params": {"sleep_seconds": 8}},
+            {
+                "id": "train",
+                "type": "noop",
+                "depends_on": ["first"],
+                "resources": {"num_gpus": 1},
+            },
+        ]
+    }
+    with raypipe.Client(cluster.server.address) as client:
+        client.apply(spec, pipeline="stranded")
+        run = client.create_run("stranded")  # the GPU worker is there: the run is accepted
+        deadline = time.monotonic() + 120
+        while client.get_run(run).nodes[0].state != run_pb2.NodeExecution.STATE_RUNNING:
+            assert time.monotonic() < deadline, "the first node never ran"
+            time.sleep(0.2)  # the graph is in Ray, "train" waiting for "first"
+        worker = cluster.workers.pop("gpu")
+        worker.terminate()  # the only GPU worker leaves while the run waits
+        worker.wait(timeout=120)
+        done = client.wait_run(run, timeout=300, raise_on_failure=False)
+    assert done.state == run_pb2.Run.STATE_FAILED
+    (train,) = [n for n in done.nodes if n.node_id == "train"]
+    assert train.state == run_pb2.NodeExecution.STATE_FAILED
+    assert train.error.type == "raypipe.ResourceUnavailable"
+    assert "1 GPU(s) but no node of the cluster has any GPU" in train.error.message
+    assert "have left the cluster" in train.error.message
+
+
+def test_with_an_autoscaler_a_gpu_node_waits_for_a_gpu_worker(cluster: Cluster) -> None:
+    # What an autoscaler reports to Ray's autoscaler state (KubeRay's and Ray's v2 do): its
+    # node types. The test then plays the autoscaler's part and starts such a worker.
+    cluster.driver(
+        "import ray\n"
+        "from ray.core.generated import autoscaler_pb2\n"
+        "from ray.experimental.internal_kv import _internal_kv_put\n"
+        "ray.init(log_to_driver=False)\n"
+        "config = autoscaler_pb2.ClusterConfig()\n"
+        "group = config.node_group_configs.add(name='gpu', min_count=0, max_count=1)\n"
+        "group.resources.update({'CPU': 1, 'GPU': 1})\n"
+        "_internal_kv_put(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(), "
+        "config.SerializeToString(), overwrite=True, "
+        "namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())\n"
+    )
+    assert all(not n["resources"].get("GPU") for n in cluster.nodes())
+    spec: dict[str, Any] = {
+        "nodes": [{"id": "train", "type": "noop", "resources": {"num_gpus": 1}}]
+    }
+    with raypipe.Client(cluster.server.address) as client:
+        client.apply(spec, pipeline="scaled")
+        run = client.create_run("scaled")
+        time.sleep(6)  # three checks of the cluster's capacity: it waits, not fails
+        assert client.get_run(run).state in (run_pb2.Run.STATE_PENDING, run_pb2.Run.STATE_RUNNING)
+        cluster.join("gpu2", cluster.tmp / "gpu2-worker.log", "--num-cpus=1", "--num-gpus=1")
+        done = client.wait_run(run, timeout=300)
+    assert done.state == run_pb2.Run.STATE_SUCCEEDED, done.error
+    (train,) = done.nodes
+    gpu_nodes = [n["id"] for n in cluster.nodes() if n["resources"].get("GPU")]
+    assert train.ray_node_id in gpu_nodes
+
+
+def worker_id(cluster: Cluster, name: str) -> str:
+    """The Ray node id of worker ``name``, by the resources it declared."""
+    for node in cluster.nodes():
+        resources = node["resources"]
+        if name == "gpu" and resources.get("gpu_box"):
+            return str(node["id"])
+        head = any(k.startswith("node:__internal_head__") for k in resources)
+        if name == "cpu" and not head and not resources.get("GPU") and resources.get("CPU") == 2:
+            return str(node["id"])
+    raise AssertionError(f"no worker {name} in {cluster.nodes()}")
