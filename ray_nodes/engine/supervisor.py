@@ -420,7 +420,9 @@ class Supervisor:
     async def _fail(self, run: _Run, node: _Node, exc: BaseException) -> None:
         cause = exc.cause if isinstance(exc, RayTaskError) else exc
         if isinstance(cause, NodeError) and cause.attempt and cause.start_time:
-            await self._running(run, node, cause.attempt, cause.start_time, "")
+            await self._running(
+                run, node, cause.attempt, cause.start_time, cause.ray_task_id, *cause.ray_node
+            )
         await self._fail_with(run, node, _failure(node.plan.node_id, exc))
 
     async def _fail_with(self, run: _Run, node: _Node, failure: NodeFailure) -> None:

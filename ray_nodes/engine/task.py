@@ -255,7 +255,8 @@ def _backoff(plan: NodePlan, attempt: int) -> float:
 class NodeError(RayNodesError):
     """A node's failure as it crosses Ray: the original type name, message and traceback, so
     the record keeps them even when the exception class does not unpickle elsewhere; and the
-    failed attempt with its start time."""
+    failed attempt with its start time, task and Ray node (for an attempt that failed before
+    its start report went out)."""
 
     def __init__(
         self,
@@ -265,14 +266,20 @@ class NodeError(RayNodesError):
         attempt: int = 0,
         start_time: float = 0.0,
         log_tail: tuple[str, ...] = (),
+        ray_task_id: str = "",
+        ray_node: tuple[str, str] = ("", ""),
     ) -> None:
-        super().__init__(type_name, message, tb, attempt, start_time, log_tail)
+        super().__init__(
+            type_name, message, tb, attempt, start_time, log_tail, ray_task_id, ray_node
+        )
         self.type_name = type_name
         self.message = message
         self.tb = tb
         self.attempt = attempt
         self.start_time = start_time
         self.log_tail = log_tail
+        self.ray_task_id = ray_task_id
+        self.ray_node = ray_node
 
     def __str__(self) -> str:
         return f"{self.type_name}: {self.message}"
@@ -353,6 +360,8 @@ def execute_node(plan: NodePlan, *args: Any) -> tuple[Any, NodeOutcome]:
                 attempt,
                 started,
                 tail,
+                task_id,
+                ray_node,
             ) from None
         except BaseException:  # cancelled (KeyboardInterrupt): the supervisor knows
             _StartedReport.disarm()

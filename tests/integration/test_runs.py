@@ -283,6 +283,9 @@ def test_data_loader_failure_keeps_type_message_and_traceback(run_api: Api) -> N
     assert "missing.csv" in error.message
     assert "Traceback" in error.traceback
     assert final.error.node_id == "load"
+    # It failed before its start report (1 s): the failure itself says where it ran.
+    assert final.nodes[0].ray_node_id
+    assert final.nodes[0].ray_task_id
 
 
 def test_cancel_running_run(run_api: Api) -> None:
