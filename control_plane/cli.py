@@ -118,6 +118,16 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     "not answer); 0 checks only at start-up.",
 )
 @click.option(
+    "--shutdown-linger-seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM: how long the port stays open after health turns NOT_SERVING (new calls "
+    "get UNAVAILABLE, which clients retry elsewhere) before the server stops; at least your "
+    "load balancer's health-check interval.",
+)
+@click.option(
     "--autoscaler-wait-seconds",
     type=click.FloatRange(min=0),
     default=600.0,
@@ -223,6 +233,7 @@ def serve(
     no_http: bool,
     ui_dir: Path | None,
     health_interval: float,
+    shutdown_linger_seconds: float,
     autoscaler_wait_seconds: float,
     recording_lease_seconds: float,
     auth_tokens: Path | None,
@@ -279,6 +290,7 @@ def serve(
                 health_interval=health_interval,
                 recording_lease_seconds=recording_lease_seconds,
                 capacity_wait_seconds=autoscaler_wait_seconds,
+                shutdown_linger_seconds=shutdown_linger_seconds,
                 auth=authorizer,
                 tls=tls,
                 max_request_bytes=max_request_bytes,

@@ -103,6 +103,18 @@ class Metrics:
         self.followed = Gauge(
             "raypipe_supervisor_runs_followed", "Runs the supervisor is following.", registry=r
         )
+        self.adopted = Counter(
+            "raypipe_supervisor_runs_adopted",
+            "Active runs this replica took to record because nobody recorded them (their "
+            "recorder stopped or died, or this process restarted).",
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "raypipe_supervisor_leases_lost",
+            "Runs this replica stopped recording because another replica took them over (its "
+            "lease had lapsed).",
+            registry=r,
+        )
         self.lateness = Histogram(
             "raypipe_scheduler_fire_lateness_seconds",
             "How late each schedule fire started its run after its nominal time (a configured "

@@ -112,6 +112,10 @@ class ServerConfig:
         health_interval: Seconds between two checks of the database by the health loop,
             which turns gRPC health ``NOT_SERVING`` while the database does not answer and
             ``SERVING`` again once it does (docs/control-plane.md); 0 turns the loop off.
+        shutdown_linger_seconds: On SIGTERM, how long the server keeps its port open after
+            turning health NOT_SERVING (refusing new calls with UNAVAILABLE, a retryable
+            code) before gRPC stops: time for clients and load balancers that watch health to
+            stop sending here (docs/deploy.md).
         capacity_wait_seconds: On a Ray cluster with an autoscaler, how long a node that no
             Ray node can hold waits for the autoscaler to add one before it fails (without
             an autoscaler such a node fails at once; docs/runs.md).
@@ -144,6 +148,7 @@ class ServerConfig:
     health_interval: float = 5.0
     recording_lease_seconds: float = 10.0
     capacity_wait_seconds: float = 600.0
+    shutdown_linger_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.keep_outputs not in KEEP_OUTPUTS:
@@ -157,6 +162,10 @@ class ServerConfig:
         if self.max_streams_per_principal < 0:
             raise ValueError(
                 f"max_streams_per_principal must be >= 0, not {self.max_streams_per_principal!r}"
+            )
+        if not self.shutdown_linger_seconds >= 0:
+            raise ValueError(
+                f"shutdown_linger_seconds must be >= 0, not {self.shutdown_linger_seconds!r}"
             )
         if not self.capacity_wait_seconds >= 0:
             raise ValueError(
@@ -410,6 +419,13 @@ class ControlPlane:
                 self._http.close_streams()  # the HTTP port's streams end as gRPC's do
             if not self._gate.drain(grace):
                 log.warning("%d call(s) still in flight after %.0f s", self._gate.active, grace)
+            # Clients that watch health (the SDK's round_robin does) stop sending here once
+            # they see NOT_SERVING; the rest get UNAVAILABLE from the gate and retry elsewhere.
+            # Only then does gRPC stop, since a call reaching it in the moment it stops is
+            # CANCELLED, which nobody retries.
+            linger = self.config.shutdown_linger_seconds - (time.monotonic() - started)
+            if linger > 0:
+                time.sleep(min(linger, max(0.0, grace - (time.monotonic() - started))))
             self._server.stop(max(0.0, grace - (time.monotonic() - started))).wait()
             if self._http is not None:
                 self._http.stop()

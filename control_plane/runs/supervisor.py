@@ -298,6 +298,11 @@ class RunSupervisor:
             log.exception("giving up the recording leases failed; they lapse by themselves")
         self.tracker.close()
 
+    def _lost_lease(self, run_id: str) -> None:
+        log.warning("run %s: another replica records it now (this one's lease lapsed)", run_id)
+        if self.metrics is not None:
+            self.metrics.leases_lost.inc()
+
     def _lease(self) -> RecorderLease:
         return RecorderLease(self.replica, time.time() + self.lease_seconds)
 
@@ -314,6 +319,8 @@ class RunSupervisor:
         for run_id in candidates:
             if not self._repo.claim_run(run_id, self._lease(), now=now):
                 continue  # another replica was quicker, or the run ended meanwhile
+            if self.metrics is not None:
+                self.metrics.adopted.inc()
             cursor = self._repo.engine_cursor(run_id)
             if run_id in known:
                 log.info("run %s: recording it from engine event %d on", run_id, cursor)
@@ -337,14 +344,18 @@ class RunSupervisor:
         recorder died, every quarter of the lease."""
         while not self._stop.wait(self.lease_seconds / 4):
             try:
-                held = self._repo.renew_claims(self._lease())
                 with self._lock:
-                    lost = [r for r in self._cursors if r not in held]
+                    following = bool(self._cursors)
+                # Nothing to renew while this replica follows no run (an idle server writes
+                # nothing); a run it has just created holds a fresh lease.
+                held = self._repo.renew_claims(self._lease()) if following else set()
+                with self._lock:
+                    lost = [r for r in self._cursors if r not in held] if following else []
                     for run_id in lost:
                         self._cursors.pop(run_id, None)
                         self._views.pop(run_id, None)
                 for run_id in lost:
-                    log.warning("run %s: another replica records it now", run_id)
+                    self._lost_lease(run_id)
                 if self._repo.shared:
                     self._adopt()
             except Exception:
@@ -574,10 +585,10 @@ class RunSupervisor:
         except LeaseLostError:
             # This replica's lease lapsed and another took the run: it records (and
             # acknowledges) these events from the stored cursor on.
-            log.warning("run %s: another replica records it now", run_id)
             with self._lock:
                 self._cursors.pop(run_id, None)
                 self._views.pop(run_id, None)
+            self._lost_lease(run_id)
             return
         view = self._views.get(run_id)
         if view is None:

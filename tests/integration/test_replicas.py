@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 import raypipe
 from ray_nodes.cluster import LocalHead
@@ -57,7 +59,6 @@ class Replicas:
             "--recording-lease-seconds",
             str(LEASE_S),
             "--no-mlflow-tracking",
-            "--no-http",
         )
         self.a = ServerProcess(tmp / "a" / "data", *common, env=ray_head.client_env())
         self.b = ServerProcess(tmp / "b" / "data", *common, env=ray_head.client_env())
@@ -82,10 +83,31 @@ class Replicas:
                 {"id": run.name.removeprefix("runs/")},
             ).scalar()
 
+    def history(self, run: run_pb2.Run) -> list[Event]:
+        """The run's stored history, as the database holds it."""
+        with self._engine.connect() as conn:
+            blobs = conn.execute(
+                sa.text("SELECT data FROM run_events WHERE run_id = :id ORDER BY sequence"),
+                {"id": run.name.removeprefix("runs/")},
+            ).scalars()
+            return [Event.FromString(blob) for blob in blobs]
+
     @staticmethod
     def pid_of(recorder: str | None) -> int:
         assert recorder, "nobody records the run"
         return int(recorder.split("/")[1])
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    """One unlabelled sample of the server's /metrics, parsed with prometheus_client."""
+    with urllib.request.urlopen(f"{server.http_address}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    return samples[name]
 
 
 def pid(server: ServerProcess) -> int:
@@ -99,6 +121,12 @@ def replicas(tmp_path: Path, ray_head: LocalHead, postgres_url: str) -> Iterator
     built.start()
     yield built
     built.stop()
+
+
+def assert_streamed_whole(seen: list[Event], stored: list[Event]) -> None:
+    """A watch's stream: the snapshot, then every stored event after it, once, in order."""
+    assert seen[0].type == Event.TYPE_SNAPSHOT
+    assert seen[1:] == stored[seen[0].sequence :]
 
 
 def assert_history_complete(events: list[Event], node_ids: list[str]) -> None:
@@ -132,8 +160,7 @@ def test_a_watch_on_one_replica_follows_live_a_run_the_other_records(
         seen: list[Event] = []
         running_when: dict[str, int] = {}
         for response in b.watch_run(run, timeout=300):
-            if response.event.type != Event.TYPE_SNAPSHOT:
-                seen.append(response.event)
+            seen.append(response.event)
             if (
                 response.event.type == Event.TYPE_NODE_STATE_CHANGED
                 and response.event.node_state == NodeState.STATE_SUCCEEDED
@@ -143,7 +170,8 @@ def test_a_watch_on_one_replica_follows_live_a_run_the_other_records(
     assert done.state == RunState.STATE_SUCCEEDED, done.error
     # Live: B streamed each node's end while the run still ran, not only the final state.
     assert running_when == {f"n{i}": RunState.STATE_RUNNING for i in range(4)}
-    assert_history_complete(seen, [f"n{i}" for i in range(4)])
+    assert_history_complete(replicas.history(run), [f"n{i}" for i in range(4)])
+    assert_streamed_whole(seen, replicas.history(run))
 
 
 def test_kill_9_of_the_recording_replica_hands_the_run_to_the_other(
@@ -158,8 +186,7 @@ def test_kill_9_of_the_recording_replica_hands_the_run_to_the_other(
         seen: list[Event] = []
         stream = b.watch_run(run, timeout=300)
         for response in stream:
-            if response.event.type != Event.TYPE_SNAPSHOT:
-                seen.append(response.event)
+            seen.append(response.event)
             if (
                 response.event.node_id == "n1"
                 and response.event.node_state == NodeState.STATE_RUNNING
@@ -172,13 +199,14 @@ def test_kill_9_of_the_recording_replica_hands_the_run_to_the_other(
             assert time.monotonic() < deadline, "replica B never took the run over"
             time.sleep(0.05)
         taken_over = time.monotonic() - killed
+        assert metric(replicas.b, "raypipe_supervisor_runs_adopted_total") == 1
         for response in stream:
-            if response.event.type != Event.TYPE_SNAPSHOT:
-                seen.append(response.event)
+            seen.append(response.event)
         done = b.get_run(run)
     assert done.state == RunState.STATE_SUCCEEDED, done.error
     assert [n.attempt for n in done.nodes] == [1] * 6
-    assert_history_complete(seen, nodes)
+    assert_history_complete(replicas.history(run), nodes)
+    assert_streamed_whole(seen, replicas.history(run))
     # The stated time (docs/deploy.md): the lease and a quarter of it, with room for a loaded
     # machine; the figure itself is reported by bench_scale.
     print(f"takeover after kill -9: {taken_over:.2f} s (lease {LEASE_S} s)")
@@ -218,7 +246,7 @@ def test_sigterm_of_one_replica_under_load_loses_no_retried_call(replicas: Repli
     for thread in threads:
         thread.join(timeout=300)
     assert code == 0
-    assert failures == []
+    assert not failures, [f"{type(f).__name__}: {f}" for f in failures]
     assert len(created) == 120
     assert len({r.name for r in created}) == 120  # one run per request id, none doubled
     # The runs A recorded were handed to B when A stopped: every one of them ends.

@@ -109,7 +109,8 @@ def with_token(
 
 
 def channel_options(retries: int, extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
-    """Channel options: message sizes, and gRPC's own retry of calls that fail UNAVAILABLE.
+    """Channel options: message sizes, gRPC's own retry of calls that fail UNAVAILABLE, and
+    client-side health checking (which round_robin uses).
 
     gRPC retries a call only while no response has arrived, so a retried call was not
     processed twice, with one exception: a connection lost after the server acted. CreateRun
@@ -119,6 +120,10 @@ def channel_options(retries: int, extra: Sequence[tuple[str, Any]] = ()) -> list
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
+    # With round_robin over several replicas (or a name resolving to several), gRPC watches
+    # each one's health service and sends only to those SERVING: a replica shutting down, or
+    # still starting, gets no new calls.
+    config: dict[str, Any] = {"healthCheckConfig": {"serviceName": ""}}
     if retries > 0:
         policy = {
             "maxAttempts": min(retries + 1, 5),  # gRPC caps attempts at 5
@@ -127,17 +132,13 @@ def channel_options(retries: int, extra: Sequence[tuple[str, Any]] = ()) -> list
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE"],
         }
-        config = {
-            "methodConfig": [
-                {
-                    "name": [{"service": desc.full_name} for desc in SERVICES],
-                    "retryPolicy": policy,
-                }
-            ]
-        }
-        options += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
+        config["methodConfig"] = [
+            {"name": [{"service": desc.full_name} for desc in SERVICES], "retryPolicy": policy}
+        ]
+        options.append(("grpc.enable_retries", 1))
     else:
         options.append(("grpc.enable_retries", 0))
+    options.append(("grpc.service_config", json.dumps(config)))
     return options + list(extra)
 
 
