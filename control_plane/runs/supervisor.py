@@ -94,6 +94,29 @@ def replica_name() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
+def dead_here(recorder: str, me: str) -> bool:
+    """Whether ``recorder`` names a process of this host that is gone: this process's own
+    pid under another name (a restarted container), or a pid that no longer exists. Its runs
+    need not wait for its leases to lapse. (Where hosts share a name across pid namespaces a
+    live replica may be taken for dead: it then loses its runs to this one, which the fence
+    on every write keeps harmless.)"""
+    host, _, rest = recorder.partition("/")
+    my_host, _, my_rest = me.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != my_host or recorder == me or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
 def build_submission(
     run: run_pb2.Run,
     spec: bytes,
@@ -311,13 +334,18 @@ class RunSupervisor:
         active run, for the sole writer of a SQLite file at start)."""
         now = math.inf if everything else time.time()
         found = self._repo.active_run_ids() if everything else self._repo.unclaimed_run_ids(now)
+        # A predecessor of this process on this host that died (kill -9, a crash) leaves
+        # leases that would hold its runs for a lease's time: they are taken at once.
+        dead = {} if everything else self._dead_predecessors()
         with self._lock:
-            candidates = [r for r in found if r not in self._cursors]
+            candidates = [r for r in dict.fromkeys([*found, *dead]) if r not in self._cursors]
         if not candidates:
             return
         known = set(self._engine.known_runs())
         for run_id in candidates:
-            if not self._repo.claim_run(run_id, self._lease(), now=now):
+            if not self._repo.claim_run(
+                run_id, self._lease(), now=now, replacing=dead.get(run_id, "")
+            ):
                 continue  # another replica was quicker, or the run ended meanwhile
             if self.metrics is not None:
                 self.metrics.adopted.inc()
@@ -338,6 +366,15 @@ class RunSupervisor:
             else:
                 self._lose(run_id)
         self._followed.set()
+
+    def _dead_predecessors(self) -> dict[str, str]:
+        """Active runs held by a dead process of this host: run id -> its recorder."""
+        host = self.replica.partition("/")[0]
+        return {
+            run_id: recorder
+            for run_id, recorder in self._repo.recorders_like(f"{host}/").items()
+            if dead_here(recorder, self.replica)
+        }
 
     def _lease_loop(self) -> None:
         """Renew this replica's leases, drop the runs it lost, and claim the runs whose

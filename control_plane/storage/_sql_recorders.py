@@ -31,15 +31,16 @@ class RecorderQueries(SqlBase):
     def shared(self) -> bool:
         return self._claim is None and self.url.get_backend_name() != "sqlite"
 
-    def claim_run(self, run_id: str, lease: RecorderLease, *, now: float) -> bool:
+    def claim_run(
+        self, run_id: str, lease: RecorderLease, *, now: float, replacing: str = ""
+    ) -> bool:
+        held_by = sa.or_(_lease_free(now), runs.c.recorder == lease.holder)
+        if replacing:
+            held_by = sa.or_(held_by, runs.c.recorder == replacing)
         with self._write() as conn:
             claimed = conn.execute(
                 runs.update()
-                .where(
-                    runs.c.id == run_id,
-                    runs.c.state.in_(ACTIVE_RUN_STATES),
-                    sa.or_(_lease_free(now), runs.c.recorder == lease.holder),
-                )
+                .where(runs.c.id == run_id, runs.c.state.in_(ACTIVE_RUN_STATES), held_by)
                 .values(recorder=lease.holder, recorder_until=lease.until)
                 .returning(runs.c.id)
             ).first()
@@ -54,6 +55,18 @@ class RecorderQueries(SqlBase):
                     .order_by(runs.c.create_time, runs.c.id)
                 ).scalars()
             )
+
+    def recorders_like(self, prefix: str) -> dict[str, str]:
+        with self._read(self._single) as conn:
+            return {
+                run_id: recorder
+                for run_id, recorder in conn.execute(
+                    sa.select(runs.c.id, runs.c.recorder).where(
+                        runs.c.state.in_(ACTIVE_RUN_STATES),
+                        runs.c.recorder.startswith(prefix, autoescape=True),
+                    )
+                )
+            }
 
     def renew_claims(self, lease: RecorderLease) -> set[str]:
         with self._write() as conn:

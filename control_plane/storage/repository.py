@@ -220,9 +220,16 @@ class Repository(Protocol):
         for a SQLite file this process has claimed, whose runs it may take at once."""
         ...
 
-    def claim_run(self, run_id: str, lease: RecorderLease, *, now: float) -> bool:
+    def claim_run(
+        self, run_id: str, lease: RecorderLease, *, now: float, replacing: str = ""
+    ) -> bool:
         """Make ``lease.holder`` the recorder of an active run nobody else holds a live lease
-        on (no lease, or one that lapsed before ``now``, or its own); True when it is."""
+        on (no lease, or one that lapsed before ``now``, or its own, or one of ``replacing``,
+        a recorder known to be dead); True when it is."""
+        ...
+
+    def recorders_like(self, prefix: str) -> dict[str, str]:
+        """Active runs whose recorder's name starts with ``prefix``: run id -> recorder."""
         ...
 
     def unclaimed_run_ids(self, now: float) -> list[str]:

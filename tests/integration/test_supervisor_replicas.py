@@ -7,6 +7,10 @@ real processes, kill -9 and Ray: tests/integration/test_replicas.py.)"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from control_plane.runs.supervisor import RunSupervisor, rebuild_submission
+from control_plane.runs.supervisor import RunSupervisor, dead_here, rebuild_submission
 from control_plane.storage._tables import runs
 from control_plane.storage.sql import SqlRepository, open_repository
 from raypipe.v1 import run_pb2
@@ -161,3 +165,49 @@ def test_a_stopping_replica_hands_its_runs_over_and_a_dead_one_loses_them(
     finally:
         c.supervisor.stop()
         c.repo.close()
+
+
+def test_a_restarted_replica_takes_its_dead_predecessors_runs_at_once(
+    cluster: tuple[FakeEngine, Replica, Replica], postgres_url: str
+) -> None:
+    engine, a, _ = cluster
+    run = a.env(engine).launch()
+    run_id = run.name.removeprefix("runs/")
+    engine.emit(run_id, "run", state="RUNNING")
+    wait_until(lambda: a.repo.engine_cursor(run_id) == 1)
+    # The run's recorder is a process of this host that died (kill -9), with a lease that
+    # has a minute left: a new replica on this host need not wait for it.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    predecessor = f"{socket.gethostname()}/{gone.pid}/0dead0"
+    a.supervisor._stop.set()  # A stops recording (a crash: nothing given up)
+    a.supervisor._followed.set()
+    with a.repo._pool.begin() as conn:
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(recorder=predecessor, recorder_until=time.time() + 60)
+        )
+    c = replica(postgres_url, engine, f"{socket.gethostname()}/{os.getpid()}/restart")
+    try:
+        assert recorder(c.repo, run_id) == c.supervisor.replica  # taken at its start
+        emit_nodes(engine, run_id, range(1, 10))
+        engine.emit(run_id, "run", state="SUCCEEDED")
+        c.env(engine).wait_for(run, RunState.STATE_SUCCEEDED, timeout=30)
+        assert_history_complete(c.repo, run_id)
+    finally:
+        c.supervisor.stop()
+        c.repo.close()
+
+
+def test_only_a_gone_process_of_this_host_counts_as_dead() -> None:
+    host = socket.gethostname()
+    me = f"{host}/{os.getpid()}/mine"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert dead_here(f"{host}/{gone.pid}/x", me)
+    assert dead_here(f"{host}/{os.getpid()}/earlier", me)  # a restarted container's pid
+    assert not dead_here(me, me)
+    assert not dead_here(f"{host}/1/init", me)  # alive (pid 1), even if not ours to signal
+    assert not dead_here(f"elsewhere/{gone.pid}/x", me)  # another host: only its lease says
+    assert not dead_here("garbage", me)
