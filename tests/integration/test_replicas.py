@@ -1,8 +1,8 @@
 """Two control planes, one PostgreSQL, one Ray cluster: two `raypipe serve` processes on the
 session's Ray head and one database (and one artifact store). Either replica serves every RPC
 for every run; a WatchRun on one follows, live, a run the other records; kill -9 of the
-replica recording a run makes the other take it over within the stated time (the lease and a
-quarter of it), with the run's history complete, in order and without a repeat; SIGTERM of one
+replica recording a run makes the other take it over within the stated time (at once on one
+host, where the dead pid is seen; the lease and a quarter of it across hosts), with the run's history complete, in order and without a repeat; SIGTERM of one
 replica under load loses no call that a client retries."""
 
 from __future__ import annotations
@@ -207,8 +207,9 @@ def test_kill_9_of_the_recording_replica_hands_the_run_to_the_other(
     assert [n.attempt for n in done.nodes] == [1] * 6
     assert_history_complete(replicas.history(run), nodes)
     assert_streamed_whole(seen, replicas.history(run))
-    # The stated time (docs/deploy.md): the lease and a quarter of it, with room for a loaded
-    # machine; the figure itself is reported by bench_scale.
+    # Within the stated time (docs/deploy.md): at most the lease and a quarter of it (on one
+    # host B sees A's pid gone and takes the run at its next check), with room for a loaded
+    # machine.
     print(f"takeover after kill -9: {taken_over:.2f} s (lease {LEASE_S} s)")
     assert taken_over < LEASE_S * 1.25 + 10
 
