@@ -217,7 +217,7 @@ class Records:
         head = self._heads.get(node_id)
         if head is None:
             head = self._heads[node_id] = run_pb2.NodeExecution(
-                node_id=node_id, state=_NODE_SUCCEEDED, attempt=1
+                node_id=node_id, state=NodeState.STATE_SUCCEEDED, attempt=1
             ).SerializeToString()
         middle = run_pb2.NodeExecution(
             start_time=_ts(began_us),
@@ -227,7 +227,9 @@ class Records:
         )
         data = head + middle.SerializeToString() + self._tail_bytes
         if not self._checked:
-            whole = run_pb2.NodeExecution(node_id=node_id, state=_NODE_SUCCEEDED, attempt=1)
+            whole = run_pb2.NodeExecution(
+                node_id=node_id, state=NodeState.STATE_SUCCEEDED, attempt=1
+            )
             whole.MergeFrom(middle)
             whole.MergeFrom(self._tail)
             assert run_pb2.NodeExecution.FromString(data) == whole
