@@ -27,6 +27,7 @@ from control_plane.runs.events import (
 from control_plane.runs.node_logs import NodeLogs, page_fields
 from control_plane.runs.requests import RunRequest
 from control_plane.runs.supervisor import RunSupervisor, reusable_outputs
+from control_plane.runs.watch_cache import WatchCache
 from control_plane.storage.repository import Repository, RunFilter
 from raypipe.v1 import run_pb2, run_service_pb2_grpc
 from raypipe.v1 import run_service_pb2 as pb
@@ -49,6 +50,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
         self._repo = repository
         self._supervisor = supervisor
         self._watch_poll = watch_poll_seconds
+        self._watched = WatchCache(repository)  # one read per batch for all of a run's streams
         self._logs = NodeLogs(repository, lambda: supervisor.artifact_root)
 
     # --- create ------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                 raise UnavailableError(
                     "the server is shutting down; watch the run again", reason="SHUTTING_DOWN"
                 )
-            events = self._repo.list_events(run_id, after_sequence=last)
+            events = self._watched.events_after(run_id, last)
             if not events:
                 continue
             last = events[-1].sequence
@@ -202,7 +204,7 @@ class RunService(run_service_pb2_grpc.RunServiceServicer):
                     continue  # nothing for this watcher; its view catches up when it sends
             # Only the nodes these events touch are read again (a 1,000-node run has
             # thousands of events), and folded into the stream's own copy of the run.
-            run = view.update(self._repo.get_run(run_id, node_ids=touched))
+            run = view.update(self._watched.nodes(run_id, touched, last))
             touched = set()
             # The whole run rides on the last event of each batch and on run-state changes;
             # a 1,000-node DAG's record on each of its thousands of events would dwarf them.

@@ -101,7 +101,7 @@ def dead_here(recorder: str, me: str) -> bool:
     live replica may be taken for dead: it then loses its runs to this one, which the fence
     on every write keeps harmless.)"""
     host, _, rest = recorder.partition("/")
-    my_host, _, my_rest = me.partition("/")
+    my_host = me.partition("/")[0]
     pid_text = rest.partition("/")[0]
     if host != my_host or recorder == me or not pid_text.isdigit():
         return False
