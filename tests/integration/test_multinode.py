@@ -89,15 +89,7 @@ class Cluster:
             "print(json.dumps([{'id': n['NodeID'], 'address': n['NodeManagerAddress'], "
             "'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
         )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**ray_free_env(), **self.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return list(json.loads(done.stdout.strip().splitlines()[-1]))
+        return list(json.loads(self.driver(script).strip().splitlines()[-1]))
 
     def driver(self, script: str) -> str:
         """Run ``script`` as a driver of the cluster (a process of its own); its stdout."""

@@ -128,13 +128,19 @@ def test_only_the_replica_holding_a_run_records_it(
     assert recorder(a.repo, run_id) is None  # an ended run is nobody's
 
 
+def started(engine: FakeEngine, a: Replica) -> tuple[run_pb2.Run, str]:
+    """A run launched on replica ``a``, RUNNING; and its id."""
+    run = a.env(engine).launch()
+    run_id = run.name.removeprefix("runs/")
+    engine.emit(run_id, "run", state="RUNNING")
+    return run, run_id
+
+
 def test_a_stopping_replica_hands_its_runs_over_and_a_dead_one_loses_them(
     cluster: tuple[FakeEngine, Replica, Replica], postgres_url: str
 ) -> None:
     engine, a, b = cluster
-    run = a.env(engine).launch()
-    run_id = run.name.removeprefix("runs/")
-    engine.emit(run_id, "run", state="RUNNING")
+    run, run_id = started(engine, a)
     emit_nodes(engine, run_id, range(1, 4))
     wait_until(lambda: a.repo.engine_cursor(run_id) == 7)
 
@@ -171,9 +177,7 @@ def test_a_restarted_replica_takes_its_dead_predecessors_runs_at_once(
     cluster: tuple[FakeEngine, Replica, Replica], postgres_url: str
 ) -> None:
     engine, a, _ = cluster
-    run = a.env(engine).launch()
-    run_id = run.name.removeprefix("runs/")
-    engine.emit(run_id, "run", state="RUNNING")
+    run, run_id = started(engine, a)
     wait_until(lambda: a.repo.engine_cursor(run_id) == 1)
     # The run's recorder is a process of this host that died (kill -9), with a lease that
     # has a minute left: a new replica on this host need not wait for it.
