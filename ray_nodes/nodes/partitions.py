@@ -21,6 +21,7 @@ __all__ = [
     "default_partitions",
     "make_runner",
     "row_ranges",
+    "spread_slots",
 ]
 
 T = TypeVar("T")
@@ -75,17 +76,39 @@ def _remote(fn: Callable[..., Any]) -> Any:
     import ray
 
     # One CPU each: a blocked parent (this node, waiting in ray.get) lends its own CPUs
-    # back to Ray, so the partitions can use every core the cluster has. SPREAD: over every
-    # node of a multi-node cluster (Ray's default packs tasks onto the submitter's node until
-    # it is busy); on one node it is the same as the default.
-    return ray.remote(num_cpus=1, max_retries=1, scheduling_strategy="SPREAD")(fn)
+    # back to Ray, so the partitions can use every core the cluster has.
+    return ray.remote(num_cpus=1, max_retries=1)(fn)
+
+
+def spread_slots(nodes: Sequence[dict[str, Any]]) -> list[str]:
+    """Where partition ``i`` goes on a cluster of several nodes: ``slots[i % len(slots)]``,
+    each live node with CPUs appearing once per CPU, interleaved (``ray.nodes()`` entries).
+
+    Neither Ray's default nor its SPREAD strategy spreads short tasks of one function: the
+    submitter reuses the workers it already leased for tasks of the same shape, so the
+    partitions pile onto the first node or two. A soft node affinity per partition places
+    them in proportion to the nodes' CPUs; soft, so a node that is gone sends its partitions
+    elsewhere. An empty list (one node, or none with CPUs): Ray's default placement."""
+    cpus = {
+        str(n["NodeID"]): int(n.get("Resources", {}).get("CPU", 0))
+        for n in nodes
+        if n.get("Alive") and int(n.get("Resources", {}).get("CPU", 0)) >= 1
+    }
+    if len(cpus) < 2:
+        return []
+    order = sorted(cpus)  # the same order in every call, whatever ray.nodes() returns
+    slots: list[str] = []
+    for round_ in range(max(cpus.values())):
+        slots.extend(node for node in order if cpus[node] > round_)
+    return slots
 
 
 class RayRunner:
-    """Runs partitions as parallel Ray tasks over a frame put in the object store once.
+    """Runs partitions as parallel Ray tasks over a frame put in the object store once,
+    spread over the cluster's nodes by their CPUs (:func:`spread_slots`).
 
     Args:
-        frame: The frame; every task reads it zero-copy from the object store.
+        frame: The frame; every task reads it from the object store (zero-copy on its node).
         name: Prefix of the tasks' names in the Ray dashboard (``pipeline/node``).
     """
 
@@ -96,14 +119,20 @@ class RayRunner:
         self._ref = ray.put(frame)
         self.name = name
         self.round = 0
+        self._slots = spread_slots(ray.nodes())
 
     def map(self, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self.round += 1
         task = _remote(fn)
-        refs = [
-            task.options(name=f"{self.name}/{fn.__name__.strip('_')}-{i}").remote(self._ref, *call)
-            for i, call in enumerate(calls)
-        ]
+        refs = []
+        for i, call in enumerate(calls):
+            options: dict[str, Any] = {"name": f"{self.name}/{fn.__name__.strip('_')}-{i}"}
+            if self._slots:
+                node = self._slots[i % len(self._slots)]
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+            refs.append(task.options(**options).remote(self._ref, *call))
         return list(self._ray.get(refs))
 
 

@@ -1,16 +1,20 @@
-"""raypipe on a Ray cluster of several raylets on this machine: `raypipe serve` starts its
-head, and two workers join it with `ray start --address` (one declaring a logical GPU and a
-custom resource, one with CPUs only). A node that asks for a GPU runs on the GPU worker; every
-node records the Ray node it ran on; the preprocessor's partitions spread over both workers
-and still equal pandas; a raylet killed with kill -9 in the middle of a node costs one retry
-elsewhere; a node whose only eligible worker leaves fails naming the resource; and with an
-autoscaler's cluster config in Ray's autoscaler state, a GPU node waits for a GPU worker.
+"""raypipe on a Ray cluster of several raylets on this machine: a head started with
+`ray start --head`, two workers joined to it with `ray start --address` (one declaring a logical
+GPU and a custom resource, one with CPUs only), and `raypipe serve --ray-address` against it. A
+node that asks for a GPU runs on the GPU worker; every node records the Ray node it ran on; the
+preprocessor's partitions spread over every raylet, both workers included, and still equal
+pandas; a raylet killed with kill -9 in the middle of a node costs one retry elsewhere; a node
+whose only eligible worker leaves fails naming the resource; and with an autoscaler's cluster
+config in Ray's autoscaler state, a GPU node waits for a GPU worker.
 
 The tests share one cluster and run in this file's order: the later ones take workers away.
 
-Each worker runs `ray start --block` as a child process of the test in a session of its own,
-so terminating it stops exactly that raylet and its processes; the server stops its head
-(--stop-ray-on-exit). No `ray stop`, which would end every cluster on the machine."""
+The head is started the way `ray_nodes.cluster` starts one (`ray start --head` in an OS session
+of its own, with token authentication), from a process of its own so that this process's Ray
+set-up, the session head's, stays as it is; it is stopped by its session. Each worker runs
+`ray start --block` as a child process of the test in a session of its own, so terminating it
+stops exactly that raylet and its processes. No `ray stop`, which would end every cluster on the
+machine."""
 
 from __future__ import annotations
 
@@ -125,20 +129,37 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("multinode")
+    head_dir = tmp / "head"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from ray_nodes.cluster import "
+            "ensure_local_head; ensure_local_head(Path(sys.argv[1]), num_cpus=2, "
+            "object_store_memory=int(sys.argv[2]), timeout_s=180)",
+            str(head_dir),
+            str(STORE_BYTES),
+        ],
+        env=ray_free_env(),
+        check=True,
+        timeout=240,
+    )
+    head = find_local_head(head_dir)
+    assert head is not None, "ray start --head left no running head"
     server = ServerProcess(
         tmp / "data",
-        "--stop-ray-on-exit",
+        "--ray-address",
+        head.address,
         "--no-mlflow-tracking",
         "--no-http",
         "--data-root",
         str(tmp),
+        env=head.client_env(),
         own_ray=True,
     )
-    server.start(timeout=180)
-    head = find_local_head(tmp / "data" / "ray")
-    assert head is not None, "the server started no local head"
     built = Cluster(server, head.client_env(), tmp)
     try:
+        server.start(timeout=180)
         built.join(
             "gpu",
             tmp / "gpu-worker.log",
@@ -153,9 +174,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             time.sleep(1)
         yield built
     finally:
-        built.stop()
         if server.proc is not None and server.proc.poll() is None:
             server.terminate(timeout=120)
+        built.stop()
+        head.stop()
 
 
 def test_a_gpu_node_runs_on_the_gpu_worker_and_every_node_records_its_ray_node(
@@ -195,8 +217,10 @@ def test_a_gpu_node_runs_on_the_gpu_worker_and_every_node_records_its_ray_node(
     assert len({placed[f"prep{i}"] for i in range(4)} | {placed["start"]}) >= 2
 
 
-def node_ids_of_tasks(cluster: Cluster, prefix: str) -> list[str]:
-    """The Ray node of every task whose name starts with ``prefix`` (Ray's State API)."""
+def node_ids_of_tasks(cluster: Cluster, prefix: str, at_least: int) -> list[str]:
+    """The Ray node of every finished task whose name starts with ``prefix`` (Ray's State
+    API), once it lists ``at_least`` of them: task events reach the GCS asynchronously, so a
+    run's last tasks may show a moment after the run has ended."""
     code = (
         "import json, ray\n"
         "from ray.util.state import list_tasks\n"
@@ -205,7 +229,12 @@ def node_ids_of_tasks(cluster: Cluster, prefix: str) -> list[str]:
         f"print(json.dumps([t.node_id for t in tasks if (t.name or '').startswith({prefix!r})"
         " and t.state == 'FINISHED']))\n"
     )
-    return list(json.loads(cluster.driver(code).strip().splitlines()[-1]))
+    deadline = time.monotonic() + 60
+    while True:
+        placed = list(json.loads(cluster.driver(code).strip().splitlines()[-1]))
+        if len(placed) >= at_least or time.monotonic() > deadline:
+            return placed
+        time.sleep(1)
 
 
 def test_the_preprocessors_partitions_spread_over_both_workers_and_equal_pandas(
@@ -235,10 +264,13 @@ def test_the_preprocessors_partitions_spread_over_both_workers_and_equal_pandas(
     got = pd.read_parquet(clean.artifacts[0].uri)
     expected = pandas_result(pd.read_csv(path), True, False, "median", None)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    placed = node_ids_of_tasks(cluster, "spread/clean/")
+    placed = node_ids_of_tasks(cluster, "spread/clean/", at_least=6)
     assert len(placed) >= 6  # the partition tasks of the node's rounds
+    # In proportion to the raylets' CPUs: the head's two, the GPU worker's one, the CPU
+    # worker's two (ray_nodes.nodes.partitions.spread_slots).
     for name in ("gpu", "cpu"):
         assert worker_id(cluster, name) in placed, (name, placed)
+    assert len(set(placed)) == 3, placed
 
 
 def test_a_raylet_killed_mid_node_costs_one_retry_elsewhere_and_the_run_completes(

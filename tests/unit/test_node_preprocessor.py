@@ -174,6 +174,20 @@ def test_row_ranges_cover_every_row_once() -> None:
     assert parts.default_partitions(10) == 1
 
 
+def test_partitions_spread_over_nodes_in_proportion_to_their_cpus() -> None:
+    def node(node_id: str, cpus: float, alive: bool = True) -> dict[str, Any]:
+        return {"NodeID": node_id, "Alive": alive, "Resources": {"CPU": cpus, "GPU": 1.0}}
+
+    cluster = [node("head", 2), node("gpu", 1), node("cpu", 2), node("gone", 4, alive=False)]
+    slots = parts.spread_slots(cluster)
+    assert slots == ["cpu", "gpu", "head", "cpu", "head"]  # interleaved, gone left out
+    assert parts.spread_slots(list(reversed(cluster))) == slots  # whatever order Ray lists
+    # One node, or one with CPUs among GPU-only ones: Ray's own placement.
+    assert parts.spread_slots([node("head", 2)]) == []
+    assert parts.spread_slots([node("head", 2), node("accel", 0)]) == []
+    assert parts.spread_slots([]) == []
+
+
 def test_node_refuses_duplicate_column_names() -> None:
     frame = pd.DataFrame([[1, 2]], columns=["a", "a"])
     ctx = NodeContext("r", "runs/r", "p", "clean", 1, {"drop_duplicates": True}, 1.0)
