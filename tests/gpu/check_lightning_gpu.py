@@ -65,15 +65,19 @@ def _nodes(data: str) -> list[dict[str, Any]]:
 # -- the engine ---------------------------------------------------------------------------------
 
 
-def run_engine(work: Path) -> dict[str, Any]:
-    """Drive the graph through ray_nodes.engine; returns what the check prints."""
+def run_engine(work: Path, nodes_spec: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Drive the graph (``nodes_spec``, default this check's) through ray_nodes.engine on the
+    Ray this process is connected to; returns what the check prints, with ``placement``: the
+    Ray node each pipeline node's last attempt ran on."""
     from google.protobuf import json_format
 
     from ray_nodes.engine import RayEngine, RunSubmission
     from ray_nodes.nodes.model_saver import load_model
     from raypipe.v1 import pipeline_spec_pb2
 
-    spec = json_format.ParseDict({"nodes": _nodes("cancer.csv")}, pipeline_spec_pb2.PipelineSpec())
+    spec = json_format.ParseDict(
+        {"nodes": nodes_spec or _nodes("cancer.csv")}, pipeline_spec_pb2.PipelineSpec()
+    )
     run_id = uuid.uuid4().hex[:12]
     engine = RayEngine(ray.get_runtime_context().gcs_address, namespace="gpu-check")
     engine.start()
@@ -89,6 +93,7 @@ def run_engine(work: Path) -> dict[str, Any]:
         )
     )
     cursor, state, nodes, progress = 0, "", {}, []
+    placement: dict[str, str] = {}
     deadline = time.monotonic() + 600
     while state not in ("SUCCEEDED", "FAILED", "CANCELLED"):
         if time.monotonic() > deadline:
@@ -103,12 +108,14 @@ def run_engine(work: Path) -> dict[str, Any]:
                 progress.append(event.message)
             elif event.kind == "node":
                 nodes[event.node_id] = event
+                if event.ray_node_id:
+                    placement[event.node_id] = event.ray_node_id
                 if event.state == "FAILED":
                     print(f"node {event.node_id} failed: {event.error}")
         engine.ack(run_id, cursor)
     engine.close()
     if state != "SUCCEEDED":
-        return {"state": state}
+        return {"state": state, "placement": placement}
     saved = load_model(work / "artifacts" / "models" / "gpu-check")
     return {
         "state": state,
@@ -118,6 +125,7 @@ def run_engine(work: Path) -> dict[str, Any]:
         "train_metrics": dict(nodes["train"].metrics),
         "accuracy": nodes["evaluate"].metrics.get("accuracy"),
         "progress": progress,
+        "placement": placement,
     }
 
 
