@@ -88,7 +88,8 @@ def spread_slots(nodes: Sequence[dict[str, Any]]) -> list[str]:
     submitter reuses the workers it already leased for tasks of the same shape, so the
     partitions pile onto the first node or two. A soft node affinity per partition places
     them in proportion to the nodes' CPUs; soft, so a node that is gone sends its partitions
-    elsewhere. An empty list (one node, or none with CPUs): Ray's default placement."""
+    elsewhere (one that is busy keeps them queued for its CPUs, as the default would on the
+    submitter's node). An empty list (one node, or none with CPUs): Ray's default placement."""
     cpus = {
         str(n["NodeID"]): int(n.get("Resources", {}).get("CPU", 0))
         for n in nodes
