@@ -134,7 +134,8 @@ __all__ = ["dashboard", "ray_env", "serve", "sign_in_hint"]
     show_default=True,
     metavar="SECONDS",
     help="On a Ray cluster with an autoscaler: how long a node that no Ray node can hold "
-    "waits for one to be added before it fails (without an autoscaler it fails at once).",
+    "waits for one to be added before it fails (sooner when the autoscaler reports that it "
+    "can add none; without an autoscaler it fails at once).",
 )
 @click.option(
     "--recording-lease-seconds",

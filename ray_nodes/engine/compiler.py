@@ -6,14 +6,15 @@ Plain Ray waits forever for a resource that no node of the cluster has. Before a
 submitted, each node's demand is compared with the largest total that any single alive node
 offers: a GPU node on a CPU-only cluster fails at once, naming the node and the resource
 (or, with ``GPU_POLICY_PREFERRED``, runs on CPU and says so). A node that merely has to
-wait for busy resources is not affected. On a cluster with an autoscaler (its cluster config
-in Ray's autoscaler state lists node types), a node type that could hold the demand counts
-too: the node waits for the autoscaler instead (the supervisor bounds the wait). The
-supervisor checks the same while nodes wait, since nodes leave clusters.
+wait for busy resources is not affected. On a cluster with an autoscaler (:func:`autoscaling`:
+one that reports to Ray's autoscaler state), a node the autoscaler may be able to hold waits
+for it instead (the supervisor bounds the wait), and one it reports it can never hold fails.
+The supervisor checks the same while nodes wait, since nodes leave clusters.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,23 +65,75 @@ def cluster_capacity() -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
-def autoscaling_capacity() -> list[dict[str, float]] | None:
-    """The resources of each node type the cluster's autoscaler may start (the cluster config
-    it reports to Ray's autoscaler state, as KubeRay's and Ray's own do); None when the
-    cluster has no autoscaler."""
+@dataclass(frozen=True)
+class Autoscaling:
+    """What a cluster's autoscaler tells Ray's autoscaler state (in the GCS).
+
+    Attributes:
+        node_types: The resources of each node type it may start, where it reports its
+            cluster config (``ReportClusterConfig``); None where it reports none, as Ray's
+            own autoscaler (v2, Ray 2.60) does not: then only its verdicts below are known.
+        infeasible: The resource requests it has found that no node type it can start holds
+            (``infeasible_resource_requests`` of its reported state), as resource bundles.
+    """
+
+    node_types: list[dict[str, float]] | None = None
+    infeasible: list[dict[str, float]] = field(default_factory=list)
+
+    def refuses(self, demand: Mapping[str, float]) -> bool:
+        """Whether the autoscaler says it can start no node that holds ``demand``."""
+        if any(_same_request(demand, bundle) for bundle in self.infeasible):
+            return True
+        return (
+            self.node_types is not None and missing_resources(demand, self.node_types) is not None
+        )
+
+    def may_add(self, demand: Mapping[str, float], *, known_only: bool = False) -> bool:
+        """Whether the autoscaler may add a node that holds ``demand``: one of its node types
+        does, or (``known_only`` False) it reports no node types and has not refused it."""
+        if self.refuses(demand):
+            return False
+        return self.node_types is not None or not known_only
+
+
+def _same_request(demand: Mapping[str, float], bundle: Mapping[str, float]) -> bool:
+    """Whether a task asking for ``demand`` makes the resource request ``bundle`` (Ray leaves
+    out zero amounts and keeps four decimals)."""
+    asked = {k: v for k, v in demand.items() if v > 0}
+    return asked.keys() == {k for k, v in bundle.items() if v > 0} and all(
+        math.isclose(v, bundle[k], rel_tol=1e-6, abs_tol=1e-4) for k, v in asked.items()
+    )
+
+
+def autoscaling() -> Autoscaling | None:
+    """The cluster's autoscaler as Ray's autoscaler state shows it; None when the cluster has
+    none (neither a cluster config nor an autoscaler's state was ever reported)."""
     from ray._private.state import state
+    from ray._private.worker import global_worker
+    from ray.core.generated import autoscaler_pb2
 
     try:
         config = state.get_cluster_config()
+        # The request behind `ray status`, on this process's own connection to the GCS.
+        status = global_worker.gcs_client.get_cluster_status(timeout_s=10)  # type: ignore[attr-defined]
+        reply = autoscaler_pb2.GetClusterStatusReply.FromString(status)  # type: ignore[attr-defined]
     except Exception:  # an older GCS, or none to ask: no autoscaler that we can see
         return None
-    if config is None or not config.node_group_configs:
+    node_types = None
+    if config is not None and config.node_group_configs:
+        node_types = [
+            {key: float(value) for key, value in group.resources.items()}
+            for group in config.node_group_configs
+            if group.max_count != 0
+        ]
+    state_ = reply.autoscaling_state
+    if node_types is None and not state_.autoscaler_state_version:
         return None
-    return [
-        {key: float(value) for key, value in group.resources.items()}
-        for group in config.node_group_configs
-        if group.max_count != 0
+    infeasible = [
+        {key: float(value) for key, value in request.resources_bundle.items()}
+        for request in state_.infeasible_resource_requests
     ]
+    return Autoscaling(node_types, infeasible)
 
 
 def _seconds(duration: Any) -> float:
@@ -118,15 +171,18 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
     parameters = run_parameters(spec, sub.parameters)
     fail_fast = spec.failure_policy != pipeline_spec_pb2.FAILURE_POLICY_CONTINUE_INDEPENDENT
     capacity = cluster_capacity()
-    # What an autoscaler could add counts as capacity: such a node waits (bounded) instead.
-    reachable = capacity + (autoscaling_capacity() or [])
-    verdicts: dict[tuple[tuple[str, float], ...], str | None] = {}
+    scaler = autoscaling()
+    verdicts: dict[tuple[tuple[tuple[str, float], ...], bool], str | None] = {}
 
-    def missing(demand: Mapping[str, float]) -> str | None:
-        # Most nodes of a big graph ask for the same resources: judge each demand once.
-        key = tuple(sorted(demand.items()))
-        if key not in verdicts:
-            verdicts[key] = missing_resources(demand, reachable)
+    def missing(demand: Mapping[str, float], known_only: bool = False) -> str | None:
+        """Why no node can hold ``demand``: none of the cluster's, and the autoscaler may add
+        none (``known_only``: none of its known node types). Such a node waits (bounded)."""
+        key = (tuple(sorted(demand.items())), known_only)
+        if key not in verdicts:  # most nodes of a big graph ask the same: judge each once
+            why = missing_resources(demand, capacity)
+            if why and scaler is not None and scaler.may_add(demand, known_only=known_only):
+                why = None
+            verdicts[key] = why
         return verdicts[key]
 
     by_id = {n.id: n for n in spec.nodes}
@@ -149,8 +205,11 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
         if res.accelerator_type:
             demand[f"accelerator_type:{res.accelerator_type}"] = 0.001
         failure = None
-        why = missing(demand)
-        if why and num_gpus > 0 and res.gpu_policy == pipeline_spec_pb2.GPU_POLICY_PREFERRED:
+        preferred = num_gpus > 0 and res.gpu_policy == pipeline_spec_pb2.GPU_POLICY_PREFERRED
+        # A preferred GPU is waited for only where a known node type has it: an autoscaler
+        # that lists no node types could make the node wait out the bound for nothing.
+        why = missing(demand, known_only=preferred)
+        if why and preferred:
             cpu_only = {
                 k: v
                 for k, v in demand.items()
@@ -164,10 +223,12 @@ def compile_run(sub: RunSubmission, *, namespace: str = "raypipe") -> CompiledRu
                 num_gpus, why = 0.0, None
                 demand = cpu_only
         if why:
+            refused = scaler is not None and scaler.refuses(demand)
             failure = NodeFailure(
                 node_id,
                 RESOURCE_ERROR,
-                f"node {node_id!r} asks for {why} ({describe_capacity(capacity)})",
+                f"node {node_id!r} asks for {why} ({describe_capacity(capacity)})"
+                + (": the cluster's autoscaler can add no node that holds it" if refused else ""),
             )
             impossible[node_id] = failure
         retry = node.retry

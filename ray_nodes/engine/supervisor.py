@@ -12,8 +12,9 @@ acknowledges them (after it has stored them), so a restarted control plane loses
 Nodes leave clusters. While nodes of its runs wait to be placed, the actor checks every
 :data:`CAPACITY_CHECK_S` that some alive node could still hold each one: a node whose every
 eligible Ray node has gone (the only GPU worker left) fails naming the resource instead of
-waiting forever, as plain Ray would; on a cluster with an autoscaler that could add such a
-node, it first waits up to the run's ``capacity_wait_s``.
+waiting forever, as plain Ray would; on a cluster with an autoscaler that may add such a
+node, it first waits up to the run's ``capacity_wait_s``, and fails sooner once the
+autoscaler reports that it can add none (compiler.Autoscaling).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ray_nodes.engine.artifacts import store_output
 from ray_nodes.engine.compiler import (
     RESOURCE_ERROR,
     CompiledNode,
-    autoscaling_capacity,
+    autoscaling,
     cluster_capacity,
     compile_run,
     describe_capacity,
@@ -490,27 +491,32 @@ class Supervisor:
                 continue
             try:
                 capacity = await asyncio.to_thread(cluster_capacity)
-                scalable = await asyncio.to_thread(autoscaling_capacity)
+                scaler = await asyncio.to_thread(autoscaling)
             except Exception:
                 log.warning("reading the cluster's nodes failed; checking again", exc_info=True)
                 continue
             now = time.monotonic()
             for run, node in waiting:
-                why = missing_resources(node.plan.demand, capacity)
+                demand = node.plan.demand
+                why = missing_resources(demand, capacity)
                 if why is None:
                     node.unplaceable_since = 0.0
                     continue
                 node.unplaceable_since = node.unplaceable_since or now
                 waited = now - node.unplaceable_since
-                if scalable is not None and missing_resources(node.plan.demand, scalable) is None:
+                if scaler is not None and scaler.may_add(demand):
                     if waited < run.submission.capacity_wait_s:
                         continue  # the autoscaler may add a node that can hold it
-                    why += f", and the autoscaler added none in {waited:.0f} s"
+                    reason = f"the autoscaler added no node that holds it in {waited:.0f} s"
+                elif scaler is not None and scaler.refuses(demand):
+                    reason = "the cluster's autoscaler can add no node that holds it"
+                else:
+                    reason = "the nodes that could run it have left the cluster"
                 node.stranded = NodeFailure(
                     node.plan.node_id,
                     RESOURCE_ERROR,
                     f"node {node.plan.node_id!r} asks for {why} ({describe_capacity(capacity)}): "
-                    "the nodes that could run it have left the cluster",
+                    + reason,
                 )
                 log.warning("run %s: %s", run.submission.run_id, node.stranded.message)
                 stopping = asyncio.ensure_future(self._stop_task(node))  # _settle reports it
