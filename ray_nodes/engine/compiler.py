@@ -126,12 +126,12 @@ def autoscaling() -> Autoscaling | None:
             for group in config.node_group_configs
             if group.max_count != 0
         ]
-    state_ = reply.autoscaling_state
-    if node_types is None and not state_.autoscaler_state_version:
+    reported = reply.autoscaling_state
+    if node_types is None and not reported.autoscaler_state_version:
         return None
     infeasible = [
         {key: float(value) for key, value in request.resources_bundle.items()}
-        for request in state_.infeasible_resource_requests
+        for request in reported.infeasible_resource_requests
     ]
     return Autoscaling(node_types, infeasible)
 

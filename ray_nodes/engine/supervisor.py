@@ -504,14 +504,14 @@ class Supervisor:
                     continue
                 node.unplaceable_since = node.unplaceable_since or now
                 waited = now - node.unplaceable_since
-                if scaler is not None and scaler.may_add(demand):
+                if scaler is None:
+                    reason = "the nodes that could run it have left the cluster"
+                elif scaler.may_add(demand):
                     if waited < run.submission.capacity_wait_s:
                         continue  # the autoscaler may add a node that can hold it
                     reason = f"the autoscaler added no node that holds it in {waited:.0f} s"
-                elif scaler is not None and scaler.refuses(demand):
+                else:  # it refuses the demand
                     reason = "the cluster's autoscaler can add no node that holds it"
-                else:
-                    reason = "the nodes that could run it have left the cluster"
                 node.stranded = NodeFailure(
                     node.plan.node_id,
                     RESOURCE_ERROR,

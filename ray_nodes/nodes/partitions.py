@@ -91,10 +91,9 @@ def spread_slots(nodes: Sequence[dict[str, Any]]) -> list[str]:
     elsewhere (one that is busy keeps them queued for its CPUs, as the default would on the
     submitter's node). An empty list (one node, or none with CPUs): Ray's default placement."""
     cpus = {
-        str(n["NodeID"]): int(n.get("Resources", {}).get("CPU", 0))
-        for n in nodes
-        if n.get("Alive") and int(n.get("Resources", {}).get("CPU", 0)) >= 1
+        str(n["NodeID"]): int(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive")
     }
+    cpus = {node: count for node, count in cpus.items() if count >= 1}
     if len(cpus) < 2:
         return []
     order = sorted(cpus)  # the same order in every call, whatever ray.nodes() returns

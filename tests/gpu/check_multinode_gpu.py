@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,12 @@ import ray
 import torch
 from sklearn.datasets import load_breast_cancer
 
+from ray_nodes.cluster import (  # check_lightning_gpu put the repository on the path
+    _free_ports,
+    _stop_session,
+    configure_token_auth,
+)
+
 RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 
 
@@ -44,12 +49,6 @@ def _nodes(data: str) -> list[dict[str, Any]]:
              "params": {"drop_duplicates": True, "fill_missing": "median", "partitions": 8}}  # fmt: skip
     nodes[1]["depends_on"] = ["clean"]  # split reads the cleaned frame
     return [nodes[0], clean, *nodes[1:]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -62,19 +61,6 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def main() -> int:
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     print(f"driver: torch {torch.__version__}, GPUs detected: {gpus}")
@@ -84,11 +70,18 @@ def main() -> int:
         root = str(Path(__file__).resolve().parents[2])
         paths = [root, str(Path(root) / "clients" / "python"), os.environ.get("PYTHONPATH", "")]
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-        port = _free_port()
-        common = ["--object-store-memory", str(2 * 1024**3)]
+        # Token authentication with a token of its own, for both raylets and this driver
+        # (Ray would otherwise pick up whatever ~/.ray/auth_token holds).
+        token = work / "ray-token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        configure_token_auth(token)
+        (port,) = _free_ports(1)
+        temp_dir = work / "ray"  # both raylets': how their processes are told from others
+        common = ["--object-store-memory", str(2 * 1024**3), f"--temp-dir={temp_dir}"]
         head = _start(
             ["--head", f"--port={port}", "--num-cpus=4", "--num-gpus=0",
-             "--include-dashboard=false", f"--temp-dir={work / 'ray'}", *common],
+             "--include-dashboard=false", *common],
             work / "head.log",
         )  # fmt: skip
         worker: subprocess.Popen[bytes] | None = None
@@ -128,9 +121,10 @@ def main() -> int:
         finally:
             if ray.is_initialized():
                 ray.shutdown()
-            if worker is not None:
-                _stop(worker)
-            _stop(head)
+            for proc in (worker, head):  # each in a session of its own
+                if proc is not None:
+                    _stop_session(proc.pid, temp_dir, grace_s=30)
+                    proc.wait(timeout=30)
     print("where each node ran:")
     for node_id, ray_node in result.get("placement", {}).items():
         print(f"  {node_id:<9} {ray_node[:12]} ({roles.get(ray_node, '?')})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -142,6 +143,31 @@ RAY_CONNECTION_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AU
 def ray_free_env() -> dict[str, str]:
     """This process's environment without its Ray connection (the session head's)."""
     return {k: v for k, v in os.environ.items() if k not in RAY_CONNECTION_VARS}
+
+
+def run_driver(env: dict[str, str], script: str) -> str:
+    """Run ``script`` as a Ray driver of the cluster that ``env`` (its connection variables)
+    names, in a process of its own so that this one's Ray set-up stays as it is; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**ray_free_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
+def live_ray_nodes(env: dict[str, str]) -> list[dict[str, Any]]:
+    """The live nodes of the cluster that ``env`` names, as Ray lists them: ``id``,
+    ``address`` and ``resources`` of each."""
+    script = (
+        "import json, ray; ray.init(log_to_driver=False); "
+        "print(json.dumps([{'id': n['NodeID'], 'address': n['NodeManagerAddress'], "
+        "'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
+    )
+    return list(json.loads(run_driver(env, script).strip().splitlines()[-1]))
 
 
 class ServerProcess:

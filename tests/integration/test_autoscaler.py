@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -27,9 +26,9 @@ from typing import Any
 import pytest
 
 import raypipe
-from ray_nodes.cluster import _session_pids, _stop_session, _temp_dir_for
+from ray_nodes.cluster import _free_ports, _stop_session, _temp_dir_for
 from raypipe.v1 import run_pb2
-from tests.integration.conftest import ServerProcess, ray_free_env
+from tests.integration.conftest import ServerProcess, live_ray_nodes, ray_free_env
 
 RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 STORE_BYTES = 200 * 1024 * 1024
@@ -43,23 +42,9 @@ WAIT_S = 240
 class AutoscaledCluster:
     server: ServerProcess
     env: dict[str, str]
-    head: subprocess.Popen[bytes]
 
     def nodes(self) -> list[dict[str, Any]]:
-        script = (
-            "import json, ray; ray.init(log_to_driver=False); "
-            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} "
-            "for n in ray.nodes() if n['Alive']]))"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**ray_free_env(), **self.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return list(json.loads(done.stdout.strip().splitlines()[-1]))
+        return live_ray_nodes(self.env)
 
 
 def autoscaling_config(gcs_address: str) -> dict[str, Any]:
@@ -87,6 +72,8 @@ def autoscaling_config(gcs_address: str) -> dict[str, Any]:
                 "max_workers": 1,
             },
         },
+        # An external provider gets none of a built-in one's defaults, and Ray's autoscaler
+        # reads these keys all the same.
         **{
             key: []
             for key in (
@@ -109,9 +96,7 @@ def autoscaling_config(gcs_address: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoscaledCluster]:
     tmp = tmp_path_factory.mktemp("autoscaler")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        gcs_port = int(s.getsockname()[1])
+    (gcs_port,) = _free_ports(1)
     address = f"127.0.0.1:{gcs_port}"
     token = tmp / "ray-token"
     token.write_text(secrets.token_hex(32))
@@ -161,7 +146,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoscaledClus
         env=env,
         own_ray=True,
     )
-    built = AutoscaledCluster(server, env, head)
+    built = AutoscaledCluster(server, env)
     try:
         deadline = time.monotonic() + 180
         while not (temp_dir / "ray_current_cluster").exists():
@@ -173,8 +158,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoscaledClus
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.terminate(timeout=120)
-        if _session_pids(head.pid):
-            _stop_session(head.pid, temp_dir, grace_s=10)
+        _stop_session(head.pid, temp_dir, grace_s=10)
         head.wait(timeout=60)
 
 

@@ -34,7 +34,7 @@ import pytest
 import raypipe
 from ray_nodes.cluster import find_local_head
 from raypipe.v1 import run_pb2
-from tests.integration.conftest import ServerProcess, ray_free_env
+from tests.integration.conftest import ServerProcess, live_ray_nodes, ray_free_env, run_driver
 from tests.unit.test_node_preprocessor import messy_frame, pandas_result
 
 RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
@@ -88,24 +88,11 @@ class Cluster:
 
     def nodes(self) -> list[dict[str, Any]]:
         """The cluster's live nodes as Ray lists them (from a driver of its own)."""
-        script = (
-            "import json, ray; ray.init(log_to_driver=False); "
-            "print(json.dumps([{'id': n['NodeID'], 'address': n['NodeManagerAddress'], "
-            "'resources': n['Resources']} for n in ray.nodes() if n['Alive']]))"
-        )
-        return list(json.loads(self.driver(script).strip().splitlines()[-1]))
+        return live_ray_nodes(self.env)
 
     def driver(self, script: str) -> str:
         """Run ``script`` as a driver of the cluster (a process of its own); its stdout."""
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env={**ray_free_env(), **self.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return done.stdout
+        return run_driver(self.env, script)
 
     def kill_raylet(self, name: str) -> None:
         """kill -9 the raylet of worker ``name`` (its other processes notice and end)."""
